@@ -1,0 +1,212 @@
+"""The Improved RVQGAN codec (Kumar et al. 2023, the Descript Audio Codec) as a transformers model."""
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn.utils import parametrizations, parametrize
+from transformers import PreTrainedModel
+from transformers import initialization as init
+from transformers.utils import ModelOutput
+
+from .configuration_rvqgan import RvqganConfig
+from .layers_rvqgan import RvqganDecoder, RvqganEncoder, Snake1d, length_mask
+from .quantizer_rvqgan import RvqganResidualVectorQuantizer
+
+
+@dataclass
+class RvqganEncoderOutput(ModelOutput):
+    """
+    audio_codes (`torch.LongTensor` of shape `(batch_size, n_quantizers, frames)`): codebook indices.
+    quantized_representation (`torch.Tensor` of shape `(batch_size, hidden_size, frames)`): the decoder's input.
+    projected_latents (`torch.Tensor` of shape `(batch_size, n_quantizers * codebook_dim, frames)`): the
+        encoder's output projected into each codebook's space, before the lookup.
+    commitment_loss, codebook_loss (`torch.Tensor` scalars): the quantizer losses.
+    """
+
+    audio_codes: torch.LongTensor | None = None
+    quantized_representation: torch.Tensor | None = None
+    projected_latents: torch.Tensor | None = None
+    commitment_loss: torch.Tensor | None = None
+    codebook_loss: torch.Tensor | None = None
+
+
+@dataclass
+class RvqganDecoderOutput(ModelOutput):
+    """
+    audio_values (`torch.Tensor` of shape `(batch_size, 1, samples)`): the decoded waveform in [-1, 1].
+    """
+
+    audio_values: torch.Tensor | None = None
+
+
+@dataclass
+class RvqganOutput(ModelOutput):
+    """
+    loss (`torch.Tensor` scalar): `commitment_loss_weight * commitment_loss + codebook_loss_weight * codebook_loss`.
+    audio_values (`torch.Tensor` of shape `(batch_size, 1, samples)`): the reconstruction, as long as the input.
+    audio_codes, quantized_representation, projected_latents, commitment_loss, codebook_loss: as in
+        [`RvqganEncoderOutput`].
+    """
+
+    loss: torch.Tensor | None = None
+    audio_values: torch.Tensor | None = None
+    audio_codes: torch.LongTensor | None = None
+    quantized_representation: torch.Tensor | None = None
+    projected_latents: torch.Tensor | None = None
+    commitment_loss: torch.Tensor | None = None
+    codebook_loss: torch.Tensor | None = None
+
+
+class RvqganPreTrainedModel(PreTrainedModel):
+    config: RvqganConfig
+    config_class = RvqganConfig
+    base_model_prefix = "rvqgan"
+    main_input_name = "input_values"
+    input_modalities = "audio"
+    _no_split_modules = ["RvqganResidualUnit"]
+
+    @torch.no_grad()
+    def _init_weights(self, module):
+        # what the reference training effectively starts from: PyTorch's default conv weights, zero conv biases
+        # (its trunc-normal init is overwritten by weight norm), unit Snake alphas, N(0, 1) codebooks
+        if isinstance(module, (nn.Conv1d, nn.ConvTranspose1d)):
+            init.kaiming_uniform_(module.weight, a=math.sqrt(5))
+            init.zeros_(module.bias)
+        elif isinstance(module, Snake1d):
+            init.ones_(module.alpha)
+        elif isinstance(module, nn.Embedding):
+            init.normal_(module.weight)
+
+
+class RvqganModel(RvqganPreTrainedModel):
+    """Encoder -> residual vector quantizer -> decoder. Load with `from_pretrained`, or build from a config:
+
+    >>> model = RvqganModel(RvqganConfig.from_preset("44khz")).eval()
+    >>> codes = model.encode(audio, bandwidth=7.75).audio_codes  # audio: (B, 1, T) at 44.1 kHz
+    >>> audio = model.decode(audio_codes=codes).audio_values
+    """
+
+    def __init__(self, config: RvqganConfig):
+        super().__init__(config)
+        self.encoder = RvqganEncoder(config)
+        self.quantizer = RvqganResidualVectorQuantizer(config)
+        self.decoder = RvqganDecoder(config)
+        self.post_init()
+
+    def apply_weight_norm(self):
+        """Reparametrize every convolution with weight norm for training (`parametrizations.weight.original0/1`)."""
+        for module in self._convolutions():
+            parametrizations.weight_norm(module)
+
+    def remove_weight_norm(self):
+        """Fold weight norm back into plain `weight` tensors (what checkpoints hold)."""
+        for module in self._convolutions():
+            if parametrize.is_parametrized(module, "weight"):
+                parametrize.remove_parametrizations(module, "weight")
+
+    def _convolutions(self):
+        return [m for m in self.modules() if isinstance(m, (nn.Conv1d, nn.ConvTranspose1d))]
+
+    def _frame_lengths(self, padding_mask: torch.Tensor | None) -> torch.Tensor | None:
+        """(B, T) padding mask -> (B,) frames per item, ceil(valid samples / hop_length)."""
+        if padding_mask is None:
+            return None
+        return -(-padding_mask.sum(-1) // self.config.hop_length)
+
+    def encode(
+        self,
+        input_values: torch.Tensor,
+        padding_mask: torch.Tensor | None = None,
+        n_quantizers: int | None = None,
+        bandwidth: float | None = None,
+        return_dict: bool | None = None,
+    ) -> RvqganEncoderOutput | tuple:
+        r"""Encode a waveform into codes.
+
+        input_values (`torch.Tensor` of shape `(batch_size, 1, samples)`): audio at `config.sampling_rate`; it is
+            right-padded with zeros to a multiple of `config.hop_length`, giving `ceil(samples / hop_length)` frames.
+        padding_mask (`torch.Tensor` of shape `(batch_size, samples)`, *optional*): 1 for real samples, 0 for right
+            padding. With it, each item's codes are those it gets when encoded alone.
+        n_quantizers (`int`, *optional*): number of codebooks to use; `bandwidth` (kbps) picks the nearest count.
+            When neither is given, all codebooks are used, with quantizer dropout in training.
+        """
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        if input_values.dim() != 3 or input_values.shape[1] != 1:
+            raise ValueError(f"`input_values` must have shape (batch, 1, samples), got {tuple(input_values.shape)}.")
+        if bandwidth is not None:
+            if n_quantizers is not None:
+                raise ValueError("Pass either `n_quantizers` or `bandwidth`, not both.")
+            n_quantizers = self.config.kbps_to_n_quantizers(bandwidth)
+
+        input_values = nn.functional.pad(input_values, (0, -input_values.shape[-1] % self.config.hop_length))
+        frames = self._frame_lengths(padding_mask)
+        lengths = None
+        if frames is not None:
+            lengths = frames * self.config.hop_length
+            input_values = input_values * length_mask(lengths, input_values.shape[-1])
+        latents = self.encoder(input_values, lengths)
+        frame_mask = length_mask(frames, latents.shape[-1])
+        quantized, codes, projected_latents, commitment_loss, codebook_loss = self.quantizer(latents, n_quantizers, frame_mask)
+        if frame_mask is not None:
+            quantized = quantized * frame_mask
+
+        outputs = (codes, quantized, projected_latents, commitment_loss, codebook_loss)
+        return RvqganEncoderOutput(*outputs) if return_dict else outputs
+
+    def decode(
+        self,
+        audio_codes: torch.Tensor | None = None,
+        quantized_representation: torch.Tensor | None = None,
+        padding_mask: torch.Tensor | None = None,
+        return_dict: bool | None = None,
+    ) -> RvqganDecoderOutput | tuple:
+        r"""Decode codes, or a quantized representation, into a waveform `(batch_size, 1, frames * hop_length)`.
+
+        audio_codes (`torch.LongTensor` of shape `(batch_size, n_q, frames)`): codes of the first n_q codebooks;
+            they take precedence over `quantized_representation` `(batch_size, hidden_size, frames)`.
+        padding_mask (`torch.Tensor` of shape `(batch_size, samples)`, *optional*): the encoder's padding mask;
+            the output is then `samples` long, each item decoded as if alone and zero past its end.
+        """
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        if audio_codes is not None:
+            if audio_codes.dim() != 3:
+                raise ValueError(f"`audio_codes` must have shape (batch, n_q, frames), got {tuple(audio_codes.shape)}.")
+            if audio_codes.numel() and not 0 <= audio_codes.min() <= audio_codes.max() < self.config.codebook_size:
+                raise ValueError(f"`audio_codes` must be in [0, {self.config.codebook_size}).")
+            quantized_representation = self.quantizer.from_codes(audio_codes)
+        elif quantized_representation is None:
+            raise ValueError("Pass `audio_codes` or `quantized_representation`.")
+
+        frames = self._frame_lengths(padding_mask)
+        if frames is not None:
+            quantized_representation = quantized_representation * length_mask(frames, quantized_representation.shape[-1])
+        audio_values = self.decoder(quantized_representation, frames)
+        if padding_mask is not None:
+            audio_values = audio_values[..., : padding_mask.shape[-1]] * padding_mask[:, None, :]
+
+        return RvqganDecoderOutput(audio_values) if return_dict else (audio_values,)
+
+    def forward(
+        self,
+        input_values: torch.Tensor,
+        padding_mask: torch.Tensor | None = None,
+        n_quantizers: int | None = None,
+        bandwidth: float | None = None,
+        return_dict: bool | None = None,
+    ) -> RvqganOutput | tuple:
+        r"""Encode and decode; `audio_values` has the input's length. Arguments as in [`~RvqganModel.encode`]."""
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        encoded = self.encode(input_values, padding_mask, n_quantizers, bandwidth, return_dict=True)
+        audio_values = self.decode(quantized_representation=encoded.quantized_representation, padding_mask=padding_mask).audio_values
+        audio_values = audio_values[..., : input_values.shape[-1]]
+        loss = (
+            self.config.commitment_loss_weight * encoded.commitment_loss
+            + self.config.codebook_loss_weight * encoded.codebook_loss
+        )
+        outputs = RvqganOutput(loss, audio_values, *encoded.to_tuple())
+        return outputs if return_dict else outputs.to_tuple()
+
+
+__all__ = ["RvqganModel", "RvqganPreTrainedModel", "RvqganEncoderOutput", "RvqganDecoderOutput", "RvqganOutput"]
