@@ -1,0 +1,29 @@
+from pathlib import Path
+
+from setuptools import setup
+
+setup(
+    name="rvqgan",
+    version="0.1.0",
+    description="Improved RVQGAN (Descript Audio Codec) neural audio codec as a Hugging Face transformers model",
+    long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="MIT",
+    python_requires=">=3.10",
+    packages=["modeling_rvqgan", "feature_extraction"],
+    install_requires=[
+        "torch>=2.4",
+        "transformers>=5.0,<6",
+        "numpy",
+        "safetensors",
+        "soundfile>=0.12",
+        "soxr",
+        "tqdm",
+    ],
+    extras_require={
+        "train": ["accelerate>=1.0", "datasets>=4", "tensorboard", "pyyaml"],
+        "demo": ["gradio>=6"],
+        "eval": ["pesq", "pystoi"],
+        "dev": ["pytest>=8", "pytest-xdist"],
+    },
+)

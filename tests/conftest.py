@@ -1,0 +1,46 @@
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from modeling_rvqgan import RvqganConfig, RvqganModel
+
+EXAMPLES = Path(__file__).parent.parent / "examples" / "audio"
+ALSA_SPEECH = Path("/usr/share/sounds/alsa/Front_Center.wav")
+
+# hop 32, 4 codebooks of 64: runs in milliseconds
+TINY = dict(encoder_hidden_size=8, downsampling_ratios=[2, 4, 4], decoder_hidden_size=32, n_codebooks=4,
+            codebook_size=64, codebook_dim=4, sampling_rate=16000)
+
+
+def tiny_config(**overrides) -> RvqganConfig:
+    return RvqganConfig(**{**TINY, **overrides})
+
+
+def perturbed(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Move Snake alphas and biases away from their init values, so that tests see non-trivial weights."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if name.endswith("alpha"):
+                parameter.copy_(1 + 0.3 * torch.randn(parameter.shape, generator=generator).abs())
+            elif name.endswith("bias"):
+                parameter.copy_(0.1 * torch.randn(parameter.shape, generator=generator))
+    return model
+
+
+def tiny_model(seed: int = 0, **overrides) -> RvqganModel:
+    torch.manual_seed(seed)
+    return perturbed(RvqganModel(tiny_config(**overrides)), seed).eval()
+
+
+def real_audio(path: Path) -> tuple[np.ndarray, int]:
+    """A real recording, (T,) float32 mono; a missing system package is a failure in CI and a skip elsewhere."""
+    if not path.exists():
+        message = f"{path} is missing (run scripts/system-packages.sh)"
+        pytest.fail(message) if os.environ.get("CI") == "true" else pytest.skip(message)
+    audio, rate = sf.read(path, dtype="float32", always_2d=True)
+    return audio.mean(axis=1), rate

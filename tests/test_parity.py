@@ -1,0 +1,111 @@
+"""Same weights, same input: RvqganModel against transformers' DacModel and the descript-audio-codec package."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import DacConfig, DacModel
+
+from modeling_rvqgan import RvqganConfig, RvqganModel
+from modeling_rvqgan.convert import from_dac, from_descript, main as convert, to_dac
+
+from conftest import TINY, perturbed
+
+FIXTURES = Path(__file__).parent / "fixtures" / "descript"
+DAC_FIELDS = {k: v for k, v in TINY.items()}
+
+
+def dac_model(**config) -> DacModel:
+    torch.manual_seed(0)
+    return perturbed(DacModel(DacConfig(**config))).eval()
+
+
+def assert_same_outputs(ours: RvqganModel, dac: DacModel, audio: torch.Tensor, audio_tolerance: float):
+    with torch.no_grad():
+        for n_quantizers in (None, 2):
+            expected = dac.encode(audio, n_quantizers=n_quantizers)
+            got = ours.encode(audio, n_quantizers=n_quantizers)
+            assert torch.equal(got.audio_codes, expected.audio_codes)
+            assert torch.allclose(got.quantized_representation, expected.quantized_representation, atol=1e-5)
+            assert torch.allclose(got.projected_latents, expected.projected_latents, atol=1e-5)
+        expected_audio = dac(audio).audio_values
+        got_audio = ours(audio).audio_values
+    assert got_audio.shape == (audio.shape[0], 1, audio.shape[-1])
+    assert (got_audio[:, 0] - expected_audio).abs().max() <= audio_tolerance
+    assert got_audio.abs().max() > 1e-3  # not a silent output
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_tiny_matches_dacmodel_both_directions(batch):
+    dac = dac_model(**DAC_FIELDS)
+    audio = 0.3 * torch.randn(batch, 1, 32 * 40, generator=torch.Generator().manual_seed(1))
+    ours = from_dac(dac)
+    assert_same_outputs(ours, dac, audio, 1e-5)
+    back = to_dac(ours)
+    assert all(torch.equal(a, b) for a, b in zip(back.state_dict().values(), dac.state_dict().values()))
+    assert_same_outputs(ours, back, audio, 1e-5)
+
+
+def test_full_44khz_matches_dacmodel_on_one_second():
+    dac = dac_model(sampling_rate=44100)
+    ours = from_dac(dac)
+    assert sum(p.numel() for p in ours.parameters()) == 76_620_777
+    audio = 0.3 * torch.randn(1, 1, 87 * 512, generator=torch.Generator().manual_seed(2))  # 1.01 s
+    assert_same_outputs(ours, dac, audio, 1e-5)
+    assert_same_outputs(ours, to_dac(ours), audio, 1e-5)
+
+
+def test_converter_round_trip_dac_rvqgan_dac_is_bit_identical(tmp_path):
+    dac_model(**DAC_FIELDS).save_pretrained(tmp_path / "dac")
+    convert(["--from", "dac", str(tmp_path / "dac"), str(tmp_path / "rvqgan")])
+    convert(["--to", "dac", str(tmp_path / "rvqgan"), str(tmp_path / "dac2")])
+    assert (tmp_path / "dac" / "model.safetensors").read_bytes() == (tmp_path / "dac2" / "model.safetensors").read_bytes()
+    assert DacConfig.from_pretrained(tmp_path / "dac").to_dict() == DacConfig.from_pretrained(tmp_path / "dac2").to_dict()
+    assert RvqganConfig.from_pretrained(tmp_path / "rvqgan").model_type == "rvqgan"
+    assert (tmp_path / "dac2" / "preprocessor_config.json").exists()
+
+
+def test_to_dac_refuses_a_latent_size_dacmodel_cannot_express():
+    with pytest.raises(ValueError, match="hidden_size"):
+        to_dac(RvqganModel(RvqganConfig(**{**TINY, "hidden_size": 24})))
+
+
+@pytest.mark.parametrize("name", ["tiny44", "tiny16"])
+def test_descript_checkpoint_matches_descript_package(name, tmp_path):
+    convert(["--from", "descript", str(FIXTURES / f"{name}.pth"), str(tmp_path / name)])
+    model = RvqganModel.from_pretrained(tmp_path / name).eval()
+    io = load_file(FIXTURES / f"{name}_io.safetensors")
+    audio = io["input_values"]
+    with torch.no_grad():
+        for suffix, n_quantizers in (("", None), ("_nq2", 2)):
+            encoded = model.encode(audio, n_quantizers=n_quantizers)
+            assert torch.equal(encoded.audio_codes, io["audio_codes" + suffix])
+            for key in ("quantized_representation", "projected_latents", "commitment_loss", "codebook_loss"):
+                assert torch.allclose(getattr(encoded, key), io[key + suffix], atol=1e-5), key
+            decoded = model.decode(audio_codes=encoded.audio_codes).audio_values
+            reference = io["audio_values" + suffix]
+            hop = model.config.hop_length
+            if reference.shape[-1] == audio.shape[-1]:
+                assert (decoded - reference).abs().max() <= 1e-5
+            else:  # stride-5 models: DAC drops the last 8 samples; ours keeps them, the rest is identical
+                assert (name, reference.shape[-1], decoded.shape[-1]) == ("tiny16", audio.shape[-1] - 8, audio.shape[-1])
+                keep = reference.shape[-1] - 2 * hop
+                assert (decoded[..., :keep] - reference[..., :keep]).abs().max() <= 1e-5
+
+
+def test_descript_converter_refuses_mismatched_keys(tmp_path):
+    checkpoint = torch.load(FIXTURES / "tiny44.pth", weights_only=True)
+    del checkpoint["state_dict"]["decoder.model.0.bias"]
+    checkpoint["state_dict"]["decoder.extra.weight"] = torch.zeros(1)
+    torch.save(checkpoint, tmp_path / "bad.pth")
+    with pytest.raises(ValueError, match=r"missing keys \['decoder.conv1.bias'\], unknown keys \['decoder.extra.weight'\]"):
+        from_descript(tmp_path / "bad.pth")
+
+
+def test_descript_converter_cli_fails_cleanly_on_a_non_checkpoint(tmp_path, capsys):
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pth")
+    with pytest.raises(SystemExit) as exit_info:
+        convert(["--from", "descript", str(tmp_path / "other.pth"), str(tmp_path / "out")])
+    assert "not a DAC checkpoint" in str(exit_info.value.code)
+    assert not (tmp_path / "out").exists()
