@@ -47,13 +47,14 @@ def main(argv=None):
     for clip in tqdm(clips, desc="clips", unit="clip"):
         audio, rate = sf.read(clip, dtype="float32", always_2d=True)
         inputs = extractor(audio.T, sampling_rate=rate, return_tensors="pt")
-        sf.write(out / f"{clip.stem}.wav", inputs["input_values"][0, 0].numpy(), config.sampling_rate, subtype="FLOAT")
+        (original,) = extractor.post_process(inputs["input_values"], inputs["padding_mask"])
+        sf.write(out / f"{clip.stem}.wav", original, config.sampling_rate, subtype="FLOAT")
         with torch.inference_mode():
             codes = model.encode(**inputs).audio_codes
             for n in [n for n in CODEBOOKS if n <= config.n_codebooks]:
                 decoded = model.decode(audio_codes=codes[:, :n], padding_mask=inputs["padding_mask"]).audio_values
                 name = out / f"{clip.stem}_{config.n_quantizers_to_kbps(n):.2f}kbps.wav"
-                sf.write(name, decoded[0, 0].numpy(), config.sampling_rate, subtype="FLOAT")
+                sf.write(name, extractor.post_process(decoded, inputs["padding_mask"])[0], config.sampling_rate, subtype="FLOAT")
                 rows.append((clip.name, audio.shape[0] / rate, n, config.n_quantizers_to_kbps(n), codes.shape[-1], name))
     elapsed = time.perf_counter() - start
 
