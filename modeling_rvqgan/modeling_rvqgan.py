@@ -109,6 +109,16 @@ class RvqganModel(RvqganPreTrainedModel):
     def _convolutions(self):
         return [m for m in self.modules() if isinstance(m, (nn.Conv1d, nn.ConvTranspose1d))]
 
+    def save_pretrained(self, save_directory, **kwargs):
+        """As `PreTrainedModel.save_pretrained`; with weight norm applied, the checkpoint still holds plain weights."""
+        if "state_dict" not in kwargs and any(parametrize.is_parametrized(m) for m in self._convolutions()):
+            state_dict = {k: v for k, v in self.state_dict().items() if ".parametrizations." not in k}
+            for name, module in self.named_modules():
+                if parametrize.is_parametrized(module, "weight"):
+                    state_dict[f"{name}.weight"] = module.weight.detach()
+            kwargs["state_dict"] = state_dict
+        return super().save_pretrained(save_directory, **kwargs)
+
     def _frame_lengths(self, padding_mask: torch.Tensor | None) -> torch.Tensor | None:
         """(B, T) padding mask -> (B,) frames per item, ceil(valid samples / hop_length)."""
         if padding_mask is None:

@@ -1,5 +1,6 @@
 import pytest
 import torch
+from safetensors import safe_open
 
 from modeling_rvqgan import RvqganConfig, RvqganModel
 from feature_extraction import RvqganFeatureExtractor
@@ -112,9 +113,15 @@ def test_weight_norm_keeps_outputs_and_checkpoints_hold_plain_weights(tmp_path):
         model.remove_weight_norm()
     assert torch.allclose(before, during, atol=1e-5)
     assert not any("parametrizations" in k for k in model.state_dict())
-    model.save_pretrained(tmp_path)
-    with torch.no_grad():
-        assert torch.allclose(RvqganModel.from_pretrained(tmp_path).eval()(audio).audio_values, before, atol=1e-5)
+    model.save_pretrained(tmp_path / "folded")
+    model.apply_weight_norm()
+    model.save_pretrained(tmp_path / "during_training")  # still plain weights on disk
+    for directory in ("folded", "during_training"):
+        keys = safe_open(tmp_path / directory / "model.safetensors", "pt").keys()
+        assert "decoder.conv1.weight" in keys and not any("parametrizations" in k for k in keys)
+        with torch.no_grad():
+            loaded = RvqganModel.from_pretrained(tmp_path / directory).eval()
+            assert torch.allclose(loaded(audio).audio_values, before, atol=1e-5)
 
 
 @pytest.mark.parametrize("ratios", [[2, 5], [3, 5, 2]])
