@@ -10,7 +10,7 @@ setup(
     long_description_content_type="text/markdown",
     license="MIT",
     python_requires=">=3.10",
-    packages=["modeling_rvqgan", "feature_extraction"],
+    packages=["modeling_rvqgan", "feature_extraction", "rvqgan"],
     install_requires=[
         "torch>=2.4",
         "transformers>=5.0,<6",
@@ -19,7 +19,10 @@ setup(
         "soundfile>=0.12",
         "soxr",
         "tqdm",
+        "constriction>=0.5",
+        "pyloudnorm>=0.1",
     ],
+    entry_points={"console_scripts": ["rvqgan = rvqgan.cli:main"]},
     extras_require={
         "train": ["accelerate>=1.0", "datasets>=4", "tensorboard", "pyyaml"],
         "demo": ["gradio>=6"],

@@ -1,0 +1,129 @@
+"""Windowed encoding and decoding whose output equals a whole-file `encode` / `decode`, with memory bounded by the window.
+
+DAC's own chunked mode (`padding=False`, SPEC section 5.4, issues #39/#45) gives codes that depend on the window and
+a frame rate above `sampling_rate / hop_length`. Here each window is aligned on the hop grid and padded with as
+much real context as the convolutions can see, so its centre frames (or samples) are exactly those of a whole-file
+pass, and windows at the file edges start or end at the file edge, seeing the same zero padding as a whole-file pass.
+"""
+
+import math
+from collections.abc import Callable, Iterator
+
+import torch
+from tqdm.auto import tqdm
+
+from modeling_rvqgan import RvqganConfig, RvqganModel
+
+DEFAULT_WINDOW_SECONDS = 2.5  # at 44.1 kHz ~0.2 GB of live activations to encode, ~0.3 GB to decode; no slower on CPU
+Progress = bool | Callable[[int, int], None] | None
+
+
+def _reach(layers: list[tuple[int, int, int, int]]) -> tuple[int, int]:
+    """Map the interval [0, 0] of one frame through (kernel, stride, padding, dilation) layers, from the frame rate
+    to the sample rate: [a, b] -> [a * stride - padding, b * stride - padding + dilation * (kernel - 1)].
+    Read backwards through an encoder's convolutions this gives the samples a frame depends on; read forwards
+    through a decoder's transposed convolutions, the samples a frame influences."""
+    low = high = 0
+    for kernel, stride, padding, dilation in layers:
+        low, high = low * stride - padding, high * stride - padding + dilation * (kernel - 1)
+    return low, high
+
+
+def receptive_field(config: RvqganConfig) -> tuple[int, int]:
+    """(encoder_frames, decoder_frames): code frames of context needed on each side of a window (mirrors
+    layers_rvqgan.py). Encoder: frame j depends on samples [j * hop + low, j * hop + high]; decoder: frame j
+    influences samples [j * hop + low, j * hop + high]; both need max(ceil(-low / hop), floor(high / hop)) frames."""
+    residual_units = [(7, 1, 3 * d, d) for d in (1, 3, 9)]  # k7 dilated convs; the k1 convs add nothing
+    levels = [[(2 * s, s, math.ceil(s / 2), 1)] + residual_units for s in config.upsampling_ratios]
+    encoder = [(3, 1, 1, 1)] + sum(levels, []) + [(7, 1, 3, 1)]  # conv2, blocks from the last, conv1
+    decoder = [(7, 1, 3, 1)] + sum(levels, []) + [(7, 1, 3, 1)]  # conv1, blocks, conv2
+    hop = config.hop_length
+    return tuple(max(-(low // hop), high // hop) for low, high in map(_reach, (encoder, decoder)))
+
+
+def _windows(
+    config: RvqganConfig, n_frames: int, window_frames: int | None, context: int, progress: Progress
+) -> Iterator[tuple[int, int, int, int]]:
+    """(start, stop, first, last) per window: centre frames [start, stop) computed from frames [first, last)."""
+    if window_frames is None:
+        window_frames = max(1, round(DEFAULT_WINDOW_SECONDS * config.frame_rate))
+    if window_frames < 1:
+        raise ValueError(f"`window_frames` must be positive, got {window_frames}.")
+    starts = range(0, n_frames, window_frames)
+    bar = tqdm(total=len(starts), unit="window", disable=progress is not True)
+    for done, start in enumerate(starts, 1):
+        stop = min(start + window_frames, n_frames)
+        yield start, stop, max(0, start - context), min(n_frames, stop + context)
+        bar.update()
+        if callable(progress):
+            progress(done, len(starts))
+    bar.close()
+
+
+def encode_chunked(
+    model: RvqganModel,
+    input_values: torch.Tensor,
+    n_quantizers: int | None = None,
+    window_frames: int | None = None,
+    progress: Progress = False,
+) -> torch.LongTensor:
+    """Encode (B, 1, T) audio window by window into codes (B, n_q, ceil(T / hop_length)), equal to
+    `model.encode(input_values, n_quantizers=n_quantizers).audio_codes` (up to float ties) for a model in eval mode.
+    The model runs under `torch.inference_mode`; the returned codes are an ordinary tensor.
+
+    window_frames: centre frames per window (default about 2.5 s); each window adds `receptive_field(config)[0]`
+        frames of context per side. progress: True for a tqdm bar, or a callable `(windows_done, windows_total)`.
+    """
+    hop = model.config.hop_length
+    context = receptive_field(model.config)[0]
+    n_frames = -(-input_values.shape[-1] // hop)
+    if n_frames == 0:
+        raise ValueError("`input_values` is empty.")
+    codes = None
+    for start, stop, first, last in _windows(model.config, n_frames, window_frames, context, progress):
+        # a window reaching the file end is cut at T, so the model zero-pads it exactly as it pads the whole file
+        with torch.inference_mode():
+            window = model.encode(input_values[..., first * hop : last * hop], n_quantizers=n_quantizers).audio_codes
+        if codes is None:
+            codes = torch.empty(*window.shape[:2], n_frames, dtype=torch.long, device=window.device)
+        codes[..., start:stop] = window[..., start - first : stop - first]
+    return codes
+
+
+def iter_decode(
+    model: RvqganModel,
+    audio_codes: torch.Tensor,
+    window_frames: int | None = None,
+    progress: Progress = False,
+) -> Iterator[torch.Tensor]:
+    """Decode codes (B, n_q, F) window by window, yielding consecutive audio blocks (B, 1, window_frames * hop_length)
+    (the last one shorter, all computed under `torch.inference_mode`) whose concatenation equals
+    `model.decode(audio_codes=audio_codes).audio_values` up to float rounding: a caller can write each block out,
+    so the decoded file never has to be held in memory.
+
+    window_frames: centre frames per window (default about 2.5 s); each window adds `receptive_field(config)[1]`
+        frames of context per side. progress: as in `encode_chunked`.
+    """
+    hop = model.config.hop_length
+    context = receptive_field(model.config)[1]
+    for start, stop, first, last in _windows(model.config, audio_codes.shape[-1], window_frames, context, progress):
+        with torch.inference_mode():
+            window = model.decode(audio_codes=audio_codes[..., first:last]).audio_values
+        yield window[..., (start - first) * hop : (stop - first) * hop]
+
+
+def decode_chunked(
+    model: RvqganModel,
+    audio_codes: torch.Tensor,
+    window_frames: int | None = None,
+    progress: Progress = False,
+) -> torch.Tensor:
+    """Decode codes (B, n_q, F) into audio (B, 1, F * hop_length) with `iter_decode`, into one preallocated tensor."""
+    samples = audio_codes.shape[-1] * model.config.hop_length
+    dtype = next(model.parameters()).dtype
+    audio = torch.empty(audio_codes.shape[0], 1, samples, dtype=dtype, device=audio_codes.device)
+    position = 0
+    for block in iter_decode(model, audio_codes, window_frames, progress):
+        audio[..., position : position + block.shape[-1]] = block
+        position += block.shape[-1]
+    return audio

@@ -1,0 +1,126 @@
+"""`rvqgan`: compress audio files into `.rvq` files and back.
+
+    rvqgan encode INPUT... -o OUT [--model ID_OR_DIR] [--kbps K | --n-quantizers N] [--no-entropy]
+    rvqgan decode FILE... -o OUT [--format wav|flac]
+    rvqgan info FILE...
+"""
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from .audio_io import AudioFileError, read_audio, write_atomically, write_audio
+from .codec import compress, decompress
+from .container import RvqFormatError, read
+from .models import load_model
+
+AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".mp3", ".opus", ".m4a", ".aac", ".aif", ".aiff", ".webm", ".mka"}
+
+
+def find_inputs(paths: list[str], suffixes: set[str], out: Path, new_suffix: str) -> list[tuple[Path, Path]]:
+    """(input, output) pairs: files map to OUT/name, directories are searched recursively and mirrored under OUT."""
+    pairs = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
+            pairs += [(f, out / path.name / f.relative_to(path).with_suffix(new_suffix)) for f in files]
+        else:
+            pairs.append((path, out / path.with_suffix(new_suffix).name))
+    return pairs
+
+
+def encode(args) -> int:
+    model, identity = load_model(args.model, args.device)
+    failures = 0
+    for source, target in tqdm(find_inputs(args.inputs, AUDIO_SUFFIXES, Path(args.output), ".rvq"), disable=args.quiet, unit="file"):
+        try:
+            audio, rate = read_audio(source)
+            data = compress(model, audio, rate, n_quantizers=args.n_quantizers, kbps=args.kbps, entropy=not args.no_entropy,
+                            normalize=not args.no_normalize, identity=identity, progress=not args.quiet)
+            write_atomically(target, lambda tmp: Path(tmp).write_bytes(data), args.force)
+        except (AudioFileError, RvqFormatError, ValueError) as error:
+            failures += report(source, error)
+    return 1 if failures else 0
+
+
+def decode(args) -> int:
+    model, identity = load_model(args.model, args.device)
+    failures = 0
+    for source, target in tqdm(find_inputs(args.inputs, {".rvq"}, Path(args.output), f".{args.format}"), disable=args.quiet, unit="file"):
+        try:
+            audio, rate = decompress(model, read_bytes(source), identity=identity, progress=not args.quiet)
+            write_audio(target, audio, rate, args.force)
+        except (AudioFileError, RvqFormatError, ValueError) as error:
+            failures += report(source, error)
+    return 1 if failures else 0
+
+
+def info(args) -> int:
+    failures = 0
+    for path in map(Path, args.inputs):
+        try:
+            data = read_bytes(path)
+            header, _ = read(data)
+        except (AudioFileError, RvqFormatError) as error:
+            failures += report(path, error)
+            continue
+        seconds = header.original_length / header.sample_rate
+        print(f"{path}: model {header.model_id}, {header.sample_rate} Hz, {header.channels} channel(s), {seconds:.3f} s, "
+              f"{header.n_q} codebooks x {header.frames} frames, {'entropy-coded' if header.entropy_coded else 'bit-packed'}, "
+              f"{8 * len(data) / seconds / 1000:.3f} kbps on disk")
+    return 1 if failures else 0
+
+
+def read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as error:
+        raise AudioFileError(f"{path}: {error.strerror}") from None
+
+
+def report(path: Path, error: Exception) -> int:
+    message = str(error)
+    print(f"rvqgan: error: {message if message.startswith(str(path)) else f'{path}: {message}'}", file=sys.stderr)
+    return 1
+
+
+def parser() -> argparse.ArgumentParser:
+    main = argparse.ArgumentParser(prog="rvqgan", description="Neural audio compression with the Improved RVQGAN codec.")
+    commands = main.add_subparsers(dest="command", required=True)
+    for name, help_text in (("encode", "audio files or folders -> .rvq files"), ("decode", ".rvq files or folders -> audio files")):
+        command = commands.add_parser(name, help=help_text)
+        command.add_argument("inputs", nargs="+", metavar="INPUT")
+        command.add_argument("-o", "--output", required=True, help="output folder")
+        command.add_argument("--model", help="model directory or Hub repo id (default: the default model)")
+        command.add_argument("--device", default="cpu", help="cpu or cuda")
+        command.add_argument("--force", action="store_true", help="overwrite existing outputs")
+        command.add_argument("--quiet", action="store_true", help="no progress bars")
+        command.set_defaults(run=globals()[name])
+    encoder = commands.choices["encode"]
+    bitrate = encoder.add_mutually_exclusive_group()
+    bitrate.add_argument("--kbps", type=float, help="bitrate: the nearest number of codebooks (default: all)")
+    bitrate.add_argument("--n-quantizers", type=int, help="number of codebooks (default: all)")
+    encoder.add_argument("--no-entropy", action="store_true", help="bit-pack the codes without entropy coding")
+    encoder.add_argument("--no-normalize", action="store_true", help="skip the -16 LUFS loudness normalisation")
+    commands.choices["decode"].add_argument("--format", choices=["wav", "flac"], default="wav")
+    describe = commands.add_parser("info", help="describe .rvq files")
+    describe.add_argument("inputs", nargs="+", metavar="FILE")
+    describe.set_defaults(run=info)
+    return main
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(format="rvqgan: %(message)s", level=logging.ERROR if getattr(args, "quiet", False) else logging.WARNING)
+    try:
+        return args.run(args)
+    except (OSError, ValueError) as error:  # e.g. a model that cannot be loaded
+        print(f"rvqgan: error: {error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
