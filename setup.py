@@ -10,7 +10,8 @@ setup(
     long_description_content_type="text/markdown",
     license="MIT",
     python_requires=">=3.10",
-    packages=["modeling_rvqgan", "feature_extraction", "rvqgan"],
+    packages=["modeling_rvqgan", "feature_extraction", "rvqgan", "training"],
+    package_data={"training": ["model_card_template.md"]},
     install_requires=[
         "torch>=2.4",
         "transformers>=5.0,<6",

@@ -1,0 +1,1 @@
+"""Training, evaluation bookkeeping and publishing of rvqgan models."""
