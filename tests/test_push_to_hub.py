@@ -72,8 +72,9 @@ def test_push_then_load_by_repo_id_revisions_and_offline(hub, tmp_path):
     assert run_client(hub, HIDE_PACKAGE + LOAD_AND_ENCODE, tmp_path / "user", **env)["codes"] == second_codes
     pinned = {**env, "LOAD_KWARGS": json.dumps({"revision": first_commit})}
     assert run_client(hub, HIDE_PACKAGE + LOAD_AND_ENCODE, tmp_path / "user", **pinned)["codes"] == first_codes
+    requests_before = len(hub.requests)
     offline = run_client(hub, HIDE_PACKAGE + LOAD_AND_ENCODE, tmp_path / "user", HF_HUB_OFFLINE="1", **env)
-    assert offline["codes"] == second_codes
+    assert offline["codes"] == second_codes and len(hub.requests) == requests_before  # served from the cache
 
 
 def test_pushed_repo_contents_and_model_card(hub, tmp_path):
