@@ -33,13 +33,13 @@ def compress(
     audio = np.asarray(audio)
     audio = audio[None] if audio.ndim == 1 else audio
     extractor = RvqganFeatureExtractor(sampling_rate=config.sampling_rate, hop_length=config.hop_length)
-    extractor([audio], sampling_rate=sampling_rate, channels="separate")  # validates before any work
-    gain_db = normalization_gain_db(audio.astype(np.float32), sampling_rate) if normalize else 0.0
-    inputs = extractor([apply_gain(audio.astype(np.float32), gain_db)], sampling_rate=sampling_rate, channels="separate", return_tensors="pt")
+    input_values = extractor([audio], sampling_rate=sampling_rate, channels="separate", return_tensors="pt")["input_values"]
+    gain_db = normalization_gain_db(input_values[:, 0].numpy(), config.sampling_rate) if normalize else 0.0
+    input_values *= 10 ** (gain_db / 20)
     if kbps is not None:
         n_quantizers = config.kbps_to_n_quantizers(kbps)
     device = next(model.parameters()).device
-    codes = encode_chunked(model, inputs["input_values"].to(device), n_quantizers, progress=progress)
+    codes = encode_chunked(model, input_values.to(device), n_quantizers, progress=progress)
     header = RvqHeader(
         model_id=identity,
         sample_rate=sampling_rate,
