@@ -2,6 +2,9 @@ from pathlib import Path
 
 from setuptools import setup
 
+TRAIN = ["accelerate>=1.0", "datasets>=4", "tensorboard", "pyyaml"]
+EVAL = ["visqol-python>=3.8", "pesq>=0.0.4", "pystoi>=0.4", "torchmetrics>=1.0", "librosa>=0.10", "matplotlib>=3.7"]
+
 setup(
     name="rvqgan",
     version="0.1.0",
@@ -10,7 +13,7 @@ setup(
     long_description_content_type="text/markdown",
     license="MIT",
     python_requires=">=3.10",
-    packages=["modeling_rvqgan", "feature_extraction", "rvqgan", "training"],
+    packages=["modeling_rvqgan", "feature_extraction", "rvqgan", "training", "evaluation"],
     package_data={"training": ["model_card_template.md"]},
     install_requires=[
         "torch>=2.4",
@@ -25,9 +28,9 @@ setup(
     ],
     entry_points={"console_scripts": ["rvqgan = rvqgan.cli:main"]},
     extras_require={
-        "train": ["accelerate>=1.0", "datasets>=4", "tensorboard", "pyyaml"],
+        "train": TRAIN,
         "demo": ["gradio>=6"],
-        "eval": ["pesq", "pystoi"],
-        "dev": ["pytest>=8", "pytest-xdist"],
+        "eval": EVAL,
+        "dev": ["pytest>=8", "pytest-xdist"] + TRAIN + EVAL,
     },
 )

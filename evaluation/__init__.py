@@ -1,0 +1,1 @@
+"""Objective evaluation of audio codecs: the paper's metrics (`metrics`) and the Opus / MP3 baselines (`baselines`)."""
