@@ -1,12 +1,15 @@
-"""Audio in, model inputs out. Importing registers the feature extractor with `AutoFeatureExtractor`."""
+"""Audio in, model inputs out; datasets in, tokens out. Importing registers the feature extractor with
+`AutoFeatureExtractor`."""
 
 from transformers import AutoFeatureExtractor
 
 from modeling_rvqgan import RvqganConfig
 
 from .feature_extraction_rvqgan import RvqganFeatureExtractor
+from .layouts import LAYOUTS, from_layout, to_layout, vocab_size
+from .tokenizer import AudioTokenizer, load_audio
 
 AutoFeatureExtractor.register(RvqganConfig, RvqganFeatureExtractor, exist_ok=True)
 RvqganFeatureExtractor.register_for_auto_class("AutoFeatureExtractor")
 
-__all__ = ["RvqganFeatureExtractor"]
+__all__ = ["RvqganFeatureExtractor", "AudioTokenizer", "load_audio", "LAYOUTS", "to_layout", "from_layout", "vocab_size"]
