@@ -5,6 +5,7 @@ import importlib.util
 import os
 import shutil
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -232,3 +233,18 @@ def test_make_eval_set_writes_clips_and_licenses(tmp_path):
         assert info.channels == 1 and 0.3 < info.duration <= 0.5
     licenses = (tmp_path / "LICENSES.md").read_text()
     assert "CC0" in licenses and "GPL-2.0" in licenses and all(p.name.replace(".flac", "") in licenses for p in written)
+
+
+@pytest.mark.parametrize("name", ["mel", "si_sdr", "stft"])
+def test_evaluate_modules_give_the_mean_of_the_plain_functions(name):
+    import evaluate
+
+    from evaluation.metrics import METRICS
+
+    rng = np.random.default_rng(0)
+    references = [0.1 * rng.standard_normal(8000).astype(np.float32) for _ in range(2)]
+    predictions = [0.5 * r + 0.01 * rng.standard_normal(8000).astype(np.float32) for r in references]
+    metric = evaluate.load(str(Path(__file__).parent.parent / "evaluation" / "modules" / f"{name}.py"))
+    result = metric.compute(predictions=predictions, references=references, sampling_rate=16000)
+    expected = np.mean([METRICS[name][0](r, p, 16000) for r, p in zip(references, predictions)])
+    assert result == {name: pytest.approx(expected, rel=1e-6)}
