@@ -44,7 +44,7 @@ def parse_args(argv=None):
     parser.add_argument("--split", default="train")
     parser.add_argument("--streaming", action="store_true", help="stream the dataset (IterableDataset)")
     parser.add_argument("--output", required=True, help="output folder for the Parquet shards")
-    parser.add_argument("--model", default=None, help="RvqganModel folder or Hub id (default: random 44 kHz model)")
+    parser.add_argument("--model", default=None, help="RvqganModel folder or Hub id (default: the default model)")
     rate = parser.add_mutually_exclusive_group()
     rate.add_argument("--kbps", type=float, default=None, help="bitrate: the nearest number of codebooks")
     rate.add_argument("--n-quantizers", type=int, default=None, help="codebooks to keep (default: all)")
@@ -203,7 +203,7 @@ def main(argv=None):
     from tqdm.auto import tqdm
 
     from feature_extraction.tokenizer import AudioTokenizer
-    from modeling_rvqgan import RvqganConfig, RvqganModel
+    from rvqgan.models import load_model
 
     # without CUDA, cpu=True makes a torchrun-style launch (`accelerate launch --multi_gpu`) a gloo process group
     state = PartialState(cpu=not torch.cuda.is_available())
@@ -213,14 +213,7 @@ def main(argv=None):
     output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)
 
-    if args.model is None:
-        if state.is_main_process:
-            print("WARNING: no --model given: using a RANDOMLY INITIALISED 44.1 kHz model; the codes are meaningless.",
-                  file=sys.stderr)
-        torch.manual_seed(0)
-        model = RvqganModel(RvqganConfig())
-    else:
-        model = RvqganModel.from_pretrained(args.model)
+    model, _ = load_model(args.model)  # the default model without --model
     tokenizer = AudioTokenizer(model, n_quantizers=args.n_quantizers, kbps=args.kbps, device=state.device,
                                audio_column=args.audio_column, layout=args.layout,
                                max_batch_seconds=args.max_batch_seconds)
