@@ -2,7 +2,8 @@ from pathlib import Path
 
 from setuptools import setup
 
-TRAIN = ["accelerate>=1.0", "datasets>=4", "tensorboard", "pyyaml"]
+TRAIN = ["accelerate>=1.0", "datasets>=4", "tensorboard", "pyyaml", "librosa>=0.10"]
+DEMO = ["gradio>=6"]
 EVAL = ["evaluate>=0.4", "visqol-python>=3.8", "pesq>=0.0.4", "pystoi>=0.4", "torchmetrics>=1.0", "librosa>=0.10", "matplotlib>=3.7"]
 
 setup(
@@ -29,8 +30,8 @@ setup(
     entry_points={"console_scripts": ["rvqgan = rvqgan.cli:main"]},
     extras_require={
         "train": TRAIN,
-        "demo": ["gradio>=6"],
+        "demo": DEMO,
         "eval": EVAL,
-        "dev": ["pytest>=8", "pytest-xdist"] + TRAIN + EVAL,
+        "dev": ["pytest>=8", "pytest-xdist", "playwright>=1.40"] + TRAIN + EVAL + DEMO,
     },
 )
