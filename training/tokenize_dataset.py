@@ -65,81 +65,15 @@ def parse_args(argv=None):
 
 
 def load(args):
-    import datasets
-    from datasets import Audio
-
-    path = Path(args.dataset)
-    saved = path.is_dir() and any((path / f).exists() for f in ("dataset_info.json", "dataset_dict.json", "state.json"))
-    if saved:
-        ds = datasets.load_from_disk(str(path))
-        if isinstance(ds, datasets.DatasetDict):
-            ds = ds[args.split]
-        if args.streaming:
-            ds = ds.to_iterable_dataset()
-    elif _local_folder(args) is not None and not _torchcodec_works():
-        # datasets >= 4 needs torchcodec even to list an audiofolder (Audio.encode_example imports it): read the
-        # folder here instead, with the same paths and metadata columns
-        ds = local_audio_folder(_local_folder(args), args.audio_column)
-        if args.streaming:
-            world = _world_size()
-            ds = ds.to_iterable_dataset(num_shards=world if len(ds) >= world else 1)
-    else:
-        ds = datasets.load_dataset(args.dataset, args.name, data_dir=args.data_dir, split=args.split,
-                                   streaming=args.streaming)
-    if args.audio_column not in (ds.column_names or [args.audio_column]):
-        raise SystemExit(f"No column {args.audio_column!r} in the dataset (columns: {ds.column_names})")
-    return ds.cast_column(args.audio_column, Audio(decode=False))
-
-
-def _world_size() -> int:
     from accelerate import PartialState
 
-    return PartialState().num_processes
+    from training.audio_datasets import open_audio_dataset
 
-
-def _torchcodec_works() -> bool:
     try:
-        import torchcodec.encoders  # noqa: F401
-    except Exception:  # missing, or a wheel built against another torch (CPU machines): ImportError / OSError
-        return False
-    return True
-
-
-def _local_folder(args) -> Path | None:
-    """The local folder of an "audiofolder" dataset (`--data-dir`) or of `--dataset` itself, if there is one."""
-    if args.dataset == "audiofolder" and args.data_dir and Path(args.data_dir).is_dir():
-        return Path(args.data_dir)
-    if args.data_dir is None and Path(args.dataset).is_dir():
-        return Path(args.dataset)
-    return None
-
-
-def local_audio_folder(folder: Path, audio_column: str = "audio"):
-    """A folder of audio files (searched recursively, sorted by relative path) as a `Dataset` with an
-    `Audio(decode=False)` column of paths, joined with `metadata.csv` / `metadata.jsonl` columns (`file_name`
-    relative to the metadata file's folder), like the "audiofolder" builder (labels from folder names excepted)."""
-    import pandas as pd
-    import soundfile as sf
-    from datasets import Audio, Dataset
-
-    extensions = {f".{e.lower()}" for e in sf.available_formats()} | {".mp3", ".opus", ".oga"}
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in extensions
-                   and not any(part.startswith(".") for part in p.relative_to(folder).parts))
-    if not files:
-        raise SystemExit(f"No audio files under {folder}")
-    metadata = {}
-    for meta in sorted(folder.rglob("metadata.csv")) + sorted(folder.rglob("metadata.jsonl")):
-        table = pd.read_csv(meta) if meta.suffix == ".csv" else pd.read_json(meta, lines=True)
-        for record in table.to_dict("records"):
-            metadata[(meta.parent / record.pop("file_name")).resolve()] = record
-    columns = sorted({key for record in metadata.values() for key in record})
-    rows = {audio_column: [str(p.resolve()) for p in files]}
-    for column in columns:
-        rows[column] = [metadata.get(p.resolve(), {}).get(column) for p in files]
-    if metadata:  # as audiofolder: with metadata, only the files it lists
-        keep = [i for i, p in enumerate(files) if p.resolve() in metadata]
-        rows = {k: [v[i] for i in keep] for k, v in rows.items()}
-    return Dataset.from_dict(rows).cast_column(audio_column, Audio(decode=False))
+        return open_audio_dataset(args.dataset, args.data_dir, args.name, args.split, args.streaming,
+                                  args.audio_column, num_shards=PartialState().num_processes)
+    except ValueError as error:
+        raise SystemExit(str(error)) from error
 
 
 def shard_path(output: Path, rank: int, index: int) -> Path:
