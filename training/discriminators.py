@@ -143,7 +143,9 @@ class RvqganDiscriminator(nn.Module, huggingface_hub.PyTorchModelHubMixin):
         super().__init__()
         discriminators = [MPD(period, period_channels) for period in periods]
         discriminators += [MSD(rate, sampling_rate) for rate in rates]
-        discriminators += [MRD(size, sampling_rate=sampling_rate, bands=bands, channels=stft_channels) for size in fft_sizes]
+        discriminators += [
+            MRD(size, sampling_rate=sampling_rate, bands=bands, channels=stft_channels) for size in fft_sizes
+        ]
         self.discriminators = nn.ModuleList(discriminators)
 
     @staticmethod

@@ -1,4 +1,5 @@
-"""DAC's training losses (`dac/nn/loss.py`) as differentiable torch functions of `(estimate, reference)`, both (B, 1, T).
+"""DAC's training losses (`dac/nn/loss.py`) as differentiable torch functions of `(estimate, reference)`, each
+(B, 1, T).
 
 The waveform loss is plain `F.l1_loss`; the codebook and commitment losses come from the model's output.
 """
@@ -11,7 +12,7 @@ from evaluation.metrics import CLAMP_EPS, MEL_N_MELS, MEL_WINDOWS, STFT_WINDOWS,
 
 
 def stft_magnitude(audio: torch.Tensor, window_length: int) -> torch.Tensor:
-    """|STFT| as audiotools computes it (hann, hop w/4, centred with reflect padding): (B, 1, T) -> (B, bins, frames)."""
+    """|STFT| as audiotools computes it (hann, hop w/4, centred, reflect padding): (B, 1, T) -> (B, bins, frames)."""
     window = torch.hann_window(window_length, dtype=torch.float64, device=audio.device).to(audio.dtype)
     spec = torch.stft(audio.reshape(-1, audio.shape[-1]), n_fft=window_length, hop_length=window_length // 4,
                       window=window, center=True, pad_mode="reflect", return_complex=True)
@@ -28,7 +29,8 @@ class MelSpectrogramLoss(nn.Module):
         self.window_lengths = tuple(window_lengths)
         self.clamp_eps, self.pow, self.mag_weight, self.log_weight = clamp_eps, pow, mag_weight, log_weight
         for window, mels in zip(self.window_lengths, n_mels):  # librosa's float32 filters, (n_mels, bins)
-            self.register_buffer(f"filters_{window}", mel_filters(int(sampling_rate), window, mels).float(), persistent=False)
+            filters = mel_filters(int(sampling_rate), window, mels).float()
+            self.register_buffer(f"filters_{window}", filters, persistent=False)
 
     def forward(self, estimate: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
         loss = 0.0
