@@ -1,0 +1,88 @@
+"""Training configuration: a YAML file (`training/configs/*.yaml`) read into dataclasses, with `key.sub=value`
+overrides from the command line. Defaults are the paper's recipe (`conf/base.yml` + `conf/final/44khz.yml`)."""
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from .data import Source
+
+
+@dataclass
+class DataConfig:
+    train: list[Source]
+    validation: list[Source] = field(default_factory=list)
+    duration: float = 0.38
+    validation_duration: float = 5.0
+    validation_examples: int = 250
+    loudness_db: float = -16.0
+    loudness_cutoff_db: float = -40.0
+    shuffle_buffer: int = 64
+
+
+@dataclass
+class TrainConfig:
+    data: DataConfig
+    model: dict = field(default_factory=lambda: {"preset": "44khz"})  # RvqganConfig fields, or a preset + overrides
+    init_from: str | None = None  # fine-tuning: an RvqganModel folder or Hub id (e.g. converted official weights)
+    discriminator: dict = field(default_factory=dict)  # RvqganDiscriminator arguments
+    lambdas: dict = field(default_factory=lambda: {"mel": 15.0, "feature": 2.0, "adversarial": 1.0,
+                                                   "commitment": 0.25, "codebook": 1.0})
+    batch_size: int = 72  # global: split over processes and accumulation steps
+    num_steps: int = 400_000
+    learning_rate: float = 1e-4
+    betas: tuple[float, float] = (0.8, 0.99)
+    lr_gamma: float = 0.999996  # ExponentialLR, stepped every step
+    clip_discriminator: float = 10.0
+    clip_generator: float = 1000.0
+    gradient_accumulation_steps: int = 1
+    mixed_precision: str = "no"  # "no" (the paper), "bf16" or "fp16"
+    compile: bool = False
+    seed: int = 0
+    output_dir: str = "runs/rvqgan"
+    log_every: int = 10
+    validate_every: int = 1000
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 3
+    export_every: int | None = None  # also save the generator as a transformers folder every N steps
+    audio_samples: int = 8  # validation clips logged as audio and mel spectrograms
+
+
+def _build(cls, values: dict, where: str):
+    """Dataclass `cls` from a dict, refusing unknown keys with their dotted path."""
+    names = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(names))
+    if unknown:
+        raise ValueError(f"Unknown config key(s) {', '.join(where + k for k in unknown)}; known: {sorted(names)}")
+    values = dict(values)
+    if cls is TrainConfig:
+        values["data"] = _build(DataConfig, values.get("data") or {}, "data.")
+        if "betas" in values:
+            values["betas"] = tuple(values["betas"])
+    if cls is DataConfig:
+        for split in ("train", "validation"):
+            values[split] = [_build(Source, s, f"data.{split}[].") for s in values.get(split) or []]
+    try:
+        return cls(**values)
+    except TypeError as error:
+        raise ValueError(f"Bad config section {where or 'top level'}: {error}") from error
+
+
+def load_config(path: str | Path, overrides: list[str] = ()) -> TrainConfig:
+    """Read a YAML config and apply `key.sub=value` overrides (values parsed as YAML)."""
+    values = yaml.safe_load(Path(path).read_text()) or {}
+    for override in overrides:
+        key, sep, value = override.partition("=")
+        if not sep:
+            raise ValueError(f"Override {override!r} is not key=value")
+        *parents, last = key.split(".")
+        node = values
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[last] = yaml.safe_load(value)
+    config = _build(TrainConfig, values, "")
+    if not config.data.train:
+        raise ValueError("The config has no training data (data.train is empty)")
+    return config

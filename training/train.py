@@ -1,0 +1,295 @@
+"""Train the codec with the paper's GAN recipe, on streamed `datasets` audio, with Accelerate.
+
+    accelerate launch -m training.train --config training/configs/44khz.yaml [--resume] [key.sub=value ...]
+
+Each step runs the generator once, then the discriminator step on the detached reconstruction, then the generator
+step (mel 15, feature matching 2, adversarial 1, commitment 0.25, codebook 1). Writes to `output_dir`:
+`checkpoints/step-N/` (resumable, see `training.checkpoint`), `logs/` (TensorBoard: losses, lr, gradient norms,
+codebook usage, validation audio and mel spectrograms), `metrics.jsonl` (the logged scalars), `best/` (the generator
+with the lowest validation mel distance) and at the end `model/` (the generator, a transformers folder with its
+feature extractor, ready for `training.push_to_hub`) and `discriminator/`.
+"""
+
+import argparse
+import json
+import math
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from accelerate.utils import gather_object, set_seed
+from tqdm.auto import tqdm
+
+from evaluation.metrics import mel_distance, si_sdr, stft_distance
+from feature_extraction import RvqganFeatureExtractor
+from modeling_rvqgan import RvqganConfig, RvqganModel
+
+from .checkpoint import checkpoints, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .config import TrainConfig, load_config
+from .data import ExcerptStream, validation_excerpts
+from .discriminators import RvqganDiscriminator
+from .losses import MelSpectrogramLoss, MultiScaleSTFTLoss, discriminator_loss, generator_losses
+
+
+def build_generator(config: TrainConfig) -> RvqganModel:
+    """A new generator from `config.model`, or the weights of `config.init_from` (fine-tuning), with weight norm."""
+    if config.init_from:
+        model = RvqganModel.from_pretrained(config.init_from)
+    else:
+        fields = dict(config.model)
+        preset = fields.pop("preset", None)
+        model = RvqganModel(RvqganConfig.from_preset(preset, **fields) if preset else RvqganConfig(**fields))
+    model.apply_weight_norm()
+    return model
+
+
+def codebook_usage(codes: torch.Tensor, codebook_size: int) -> dict:
+    """Per codebook: the share of entries used and the entropy (bits) of the code histogram of `codes` (B, n_q, T)."""
+    stats = {}
+    for k in range(codes.shape[1]):
+        counts = torch.bincount(codes[:, k].flatten(), minlength=codebook_size).double()
+        p = counts[counts > 0] / counts.sum()
+        stats[f"codebooks/usage_{k}"] = (counts > 0).double().mean().item()
+        stats[f"codebooks/entropy_bits_{k}"] = float(-(p * p.log2()).sum())
+    return stats
+
+
+def mel_figure(audio: np.ndarray, sampling_rate: int, title: str):
+    import librosa
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    mel = librosa.power_to_db(librosa.feature.melspectrogram(y=audio, sr=sampling_rate, n_mels=128), ref=1.0)
+    figure, axis = plt.subplots(figsize=(8, 3))
+    axis.imshow(mel, origin="lower", aspect="auto", vmin=-80, vmax=20, cmap="magma")
+    axis.set(title=title, xlabel="frame", ylabel="mel bin")
+    figure.tight_layout()
+    return figure
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig, resume: bool = False):
+        self.config = config
+        self.output_dir = Path(config.output_dir)
+        self.accelerator = Accelerator(
+            mixed_precision=config.mixed_precision,
+            gradient_accumulation_steps=config.gradient_accumulation_steps,
+            log_with="tensorboard",
+            project_dir=str(self.output_dir),
+        )
+        acc = self.accelerator
+        per_step = acc.num_processes * config.gradient_accumulation_steps
+        if config.batch_size % per_step:
+            raise ValueError(f"batch_size {config.batch_size} is not divisible by processes x accumulation steps "
+                             f"({acc.num_processes} x {config.gradient_accumulation_steps})")
+        set_seed(config.seed, device_specific=True)
+
+        generator = build_generator(config)
+        self.model_config = generator.config
+        discriminator = RvqganDiscriminator(sampling_rate=self.model_config.sampling_rate, **config.discriminator)
+        if config.compile:
+            generator, discriminator = torch.compile(generator), torch.compile(discriminator)
+        opt_g = torch.optim.AdamW(generator.parameters(), lr=config.learning_rate, betas=config.betas)
+        opt_d = torch.optim.AdamW(discriminator.parameters(), lr=config.learning_rate, betas=config.betas)
+        sched_g = torch.optim.lr_scheduler.ExponentialLR(opt_g, config.lr_gamma)
+        sched_d = torch.optim.lr_scheduler.ExponentialLR(opt_d, config.lr_gamma)
+        self.data = ExcerptStream(
+            config.data.train, self.model_config.sampling_rate, config.data.duration, seed=config.seed,
+            rank=acc.process_index, world_size=acc.num_processes, loudness_db=config.data.loudness_db,
+            loudness_cutoff_db=config.data.loudness_cutoff_db, shuffle_buffer=config.data.shuffle_buffer)
+        self.step, self.best, self.skipped = 0, math.inf, {"generator": 0, "discriminator": 0}
+        if resume and checkpoints(self.output_dir / "checkpoints"):
+            self._resume(generator, discriminator, (opt_g, opt_d, sched_g, sched_d))
+        (self.generator, self.discriminator, self.opt_g, self.opt_d, self.sched_g, self.sched_d) = acc.prepare(
+            generator, discriminator, opt_g, opt_d, sched_g, sched_d)
+        self.loader = torch.utils.data.DataLoader(self.data, batch_size=config.batch_size // per_step)
+        self.mel_loss = MelSpectrogramLoss(self.model_config.sampling_rate).to(acc.device)
+        self.stft_loss = MultiScaleSTFTLoss().to(acc.device)
+        self.validation = validation_excerpts(
+            config.data.validation, self.model_config.sampling_rate, config.data.validation_duration,
+            config.data.validation_examples, seed=config.seed) if config.data.validation and acc.is_main_process else []
+        acc.init_trackers("logs", config={k: v for k, v in vars(config).items() if isinstance(v, (int, float, str, bool))})
+
+    # ----- checkpoints
+
+    def _resume(self, generator, discriminator, optim):
+        path = checkpoints(self.output_dir / "checkpoints")[-1]
+        state = load_checkpoint(path, {"generator": generator, "discriminator": discriminator})
+        if len(state["processes"]) != self.accelerator.num_processes:
+            raise ValueError(f"{path} was written by {len(state['processes'])} processes, this run has "
+                             f"{self.accelerator.num_processes}: resume with the same number")
+        for obj, key in zip(optim, ("opt_g", "opt_d", "sched_g", "sched_d")):
+            obj.load_state_dict(state[key])
+        mine = state["processes"][self.accelerator.process_index]
+        self.data.load_state_dict(mine["data"])
+        set_rng_state(mine["rng"])
+        self.step, self.best, self.skipped = state["step"], state["best"], state["skipped"]
+        if self.accelerator.is_main_process:  # drop metrics logged after the checkpoint by the interrupted run
+            metrics = self.output_dir / "metrics.jsonl"
+            if metrics.exists():
+                lines = [line for line in metrics.read_text().splitlines() if json.loads(line)["step"] <= self.step]
+                metrics.write_text("".join(line + "\n" for line in lines))
+        self.accelerator.print(f"Resumed from {path} at step {self.step}")
+
+    def save_checkpoint(self):
+        acc = self.accelerator
+        processes = gather_object([{"data": self.data.state_dict(), "rng": rng_state()}])
+        if acc.is_main_process:
+            state = {"best": self.best, "skipped": self.skipped, "processes": processes}
+            for key in ("opt_g", "opt_d", "sched_g", "sched_d"):
+                state[key] = getattr(self, key).state_dict()
+            modules = {"generator": acc.unwrap_model(self.generator), "discriminator": acc.unwrap_model(self.discriminator)}
+            save_checkpoint(self.output_dir / "checkpoints", self.step, modules, state, self.config.keep_checkpoints)
+        acc.wait_for_everyone()
+
+    def export_generator(self, directory: Path):
+        """The generator as a transformers folder (plain weights) with its feature extractor, written atomically."""
+        tmp = directory.with_name(f".{directory.name}.tmp")
+        generator = self.accelerator.unwrap_model(self.generator)
+        generator.save_pretrained(tmp)
+        RvqganFeatureExtractor(sampling_rate=self.model_config.sampling_rate,
+                               hop_length=self.model_config.hop_length).save_pretrained(tmp)
+        if directory.exists():
+            directory.rename(directory.with_name(f".{directory.name}.old"))
+        tmp.rename(directory)
+        shutil.rmtree(directory.with_name(f".{directory.name}.old"), ignore_errors=True)
+
+    # ----- the step
+
+    def train_step(self, audio: torch.Tensor) -> dict:
+        """One D step then one G step on `audio` (B, 1, T), as DAC's `train_loop`; returns the logged values.
+
+        Backward always runs (DDP needs it on every process); an optimizer steps only when its loss and gradient norm
+        are finite on every process, otherwise its update is skipped and counted in `skipped/*`."""
+        acc, lambdas = self.accelerator, self.config.lambdas
+        out = self.generator(audio)
+        recons = out.audio_values.float()
+
+        d_loss = discriminator_loss(self.discriminator(recons.detach()), self.discriminator(audio))
+        acc.backward(d_loss)
+        d_norm = self._step(self.opt_d, self.sched_d, self.discriminator, self.config.clip_discriminator, d_loss)
+
+        # the G losses go through the discriminator outside DDP: only the generator gets gradients from them
+        discriminator = acc.unwrap_model(self.discriminator)
+        losses = {"mel": self.mel_loss(recons, audio), "commitment": out.commitment_loss, "codebook": out.codebook_loss}
+        with torch.no_grad():
+            real_fmaps = discriminator(audio)
+        losses["adversarial"], losses["feature"] = generator_losses(discriminator(recons), real_fmaps)
+        g_loss = sum(lambdas[k] * v for k, v in losses.items())
+        acc.backward(g_loss, inputs=list(self.generator.parameters()))
+        g_norm = self._step(self.opt_g, self.sched_g, self.generator, self.config.clip_generator, g_loss)
+
+        logs = {f"loss/{k}": v.item() for k, v in losses.items()}
+        with torch.no_grad():
+            logs["loss/stft"] = self.stft_loss(recons, audio).item()
+            logs["loss/waveform"] = torch.nn.functional.l1_loss(recons, audio).item()
+        logs.update({"loss/generator": g_loss.item(), "loss/discriminator": d_loss.item(), "lr": self.sched_g.get_last_lr()[0]})
+        if d_norm is not None:
+            logs.update({"grad_norm/generator": g_norm.item(), "grad_norm/discriminator": d_norm.item()})
+        logs.update(codebook_usage(out.audio_codes, self.model_config.codebook_size))
+        return logs
+
+    def _step(self, optimizer, scheduler, model, max_norm: float, loss: torch.Tensor) -> torch.Tensor | None:
+        """Clip, then step `optimizer` and `scheduler` if `loss` and the gradient norm are finite everywhere; at the
+        end of an accumulation cycle only. Returns the gradient norm (None inside a cycle)."""
+        if not self.accelerator.sync_gradients:
+            return None
+        norm = self.accelerator.clip_grad_norm_(model.parameters(), max_norm)
+        finite = torch.tensor([float(torch.isfinite(loss).all() and torch.isfinite(norm).all())], device=norm.device)
+        if self.accelerator.reduce(finite, "min").item():
+            optimizer.step()
+            scheduler.step()
+        else:
+            name = "generator" if optimizer is self.opt_g else "discriminator"
+            self.skipped[name] += 1
+            self.accelerator.print(f"step {self.step + 1}: non-finite {name} loss or gradient, update skipped")
+        optimizer.zero_grad()
+        return norm
+
+    # ----- validation
+
+    @torch.no_grad()
+    def validate(self) -> dict:
+        """Mel / STFT distance, SI-SDR and waveform L1 over the validation clips (all codebooks); main process."""
+        generator = self.accelerator.unwrap_model(self.generator)
+        generator.eval()
+        rate, scores, tracker = self.model_config.sampling_rate, [], self.accelerator.get_tracker("tensorboard", unwrap=True)
+        for i, clip in enumerate(self.validation):
+            audio = torch.from_numpy(clip)[None, None].to(self.accelerator.device)
+            recons = generator(audio).audio_values[0, 0].float().cpu().numpy()
+            scores.append((mel_distance(clip, recons, rate), stft_distance(clip, recons, rate), si_sdr(clip, recons, rate),
+                           float(np.abs(clip - recons).mean())))
+            if i < self.config.audio_samples:
+                tracker.add_audio(f"validation_{i}/reconstruction", recons[None], self.step, sample_rate=rate)
+                tracker.add_figure(f"validation_{i}/reconstruction_mel", mel_figure(recons, rate, f"step {self.step}"), self.step)
+                if self.step == 0 or not getattr(self, "_logged_references", False):
+                    tracker.add_audio(f"validation_{i}/original", clip[None], self.step, sample_rate=rate)
+                    tracker.add_figure(f"validation_{i}/original_mel", mel_figure(clip, rate, "original"), self.step)
+        self._logged_references = True
+        generator.train()
+        mel, stft, sdr, l1 = np.mean(scores, axis=0)
+        return {"val/mel": mel, "val/stft": stft, "val/si_sdr": sdr, "val/waveform": l1}
+
+    # ----- the loop
+
+    def log(self, values: dict):
+        self.accelerator.log(values, step=self.step)
+        if self.accelerator.is_main_process:
+            with open(self.output_dir / "metrics.jsonl", "a") as f:
+                f.write(json.dumps({"step": self.step, **values}) + "\n")
+
+    def train(self):
+        acc, config = self.accelerator, self.config
+        self.generator.train()
+        self.discriminator.train()
+        batches = iter(self.loader)
+        progress = tqdm(total=config.num_steps, initial=self.step, disable=not acc.is_main_process, desc="training")
+        while self.step < config.num_steps:
+            with acc.accumulate(self.generator, self.discriminator):
+                logs = self.train_step(next(batches).to(acc.device))
+            if not acc.sync_gradients:
+                continue
+            self.step += 1
+            progress.update()
+            if self.step % config.log_every == 0:
+                self.log({**logs, **{f"skipped/{k}": v for k, v in self.skipped.items()}})
+                progress.set_postfix(mel=f"{logs['loss/mel']:.3f}")
+            if self.validation and self.step % config.validate_every == 0:
+                scores = self.validate()
+                self.log(scores)
+                if scores["val/mel"] < self.best:
+                    self.best = scores["val/mel"]
+                    self.export_generator(self.output_dir / "best")
+            if config.export_every and self.step % config.export_every == 0 and acc.is_main_process:
+                self.export_generator(self.output_dir / "model")
+            if self.step % config.checkpoint_every == 0 or self.step == config.num_steps:
+                self.save_checkpoint()
+        progress.close()
+        if acc.is_main_process:
+            self.export_generator(self.output_dir / "model")
+            acc.unwrap_model(self.discriminator).save_pretrained(self.output_dir / "discriminator")
+        acc.end_training()
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", required=True, help="YAML config (training/configs/*.yaml)")
+    parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in output_dir")
+    parser.add_argument("overrides", nargs="*", help="key.sub=value settings that replace the config's")
+    args = parser.parse_args(argv)
+    try:
+        config = load_config(args.config, args.overrides)
+    except (OSError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    Trainer(config, resume=args.resume).train()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
