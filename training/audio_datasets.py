@@ -36,6 +36,9 @@ def open_audio_dataset(dataset: str, data_dir: str | None = None, name: str | No
         ds = datasets.load_dataset(dataset, name, data_dir=data_dir, split=split, streaming=streaming)
     if audio_column not in (ds.column_names or [audio_column]):
         raise ValueError(f"No column {audio_column!r} in dataset {dataset} (columns: {ds.column_names})")
+    feature = (ds.features or {}).get(audio_column)
+    if isinstance(feature, dict) and "array" in feature:  # already decoded: {"array", "sampling_rate"} structs
+        return ds
     return ds.cast_column(audio_column, Audio(decode=False))
 
 

@@ -10,6 +10,9 @@ import yaml
 from .data import Source
 
 
+LAMBDAS = {"mel": 15.0, "feature": 2.0, "adversarial": 1.0, "commitment": 0.25, "codebook": 1.0}
+
+
 @dataclass
 class DataConfig:
     train: list[Source]
@@ -28,8 +31,7 @@ class TrainConfig:
     model: dict = field(default_factory=lambda: {"preset": "44khz"})  # RvqganConfig fields, or a preset + overrides
     init_from: str | None = None  # fine-tuning: an RvqganModel folder or Hub id (e.g. converted official weights)
     discriminator: dict = field(default_factory=dict)  # RvqganDiscriminator arguments
-    lambdas: dict = field(default_factory=lambda: {"mel": 15.0, "feature": 2.0, "adversarial": 1.0,
-                                                   "commitment": 0.25, "codebook": 1.0})
+    lambdas: dict = field(default_factory=lambda: dict(LAMBDAS))  # loss weights; missing ones keep the default
     batch_size: int = 72  # global: split over processes and accumulation steps
     num_steps: int = 400_000
     learning_rate: float = 1e-4
@@ -57,8 +59,18 @@ def _build(cls, values: dict, where: str):
     if unknown:
         raise ValueError(f"Unknown config key(s) {', '.join(where + k for k in unknown)}; known: {sorted(names)}")
     values = dict(values)
+    for key, value in values.items():  # YAML reads 1e-4 as a string: convert numbers where the field wants them
+        if names[key].type in (float, int) and isinstance(value, str):
+            try:
+                values[key] = names[key].type(value)
+            except ValueError as error:
+                raise ValueError(f"Config key {where + key} needs a number, got {value!r}") from error
     if cls is TrainConfig:
         values["data"] = _build(DataConfig, values.get("data") or {}, "data.")
+        unknown = sorted(set(values.get("lambdas") or {}) - set(LAMBDAS))
+        if unknown:
+            raise ValueError(f"Unknown loss weight(s) {', '.join('lambdas.' + k for k in unknown)}; known: {sorted(LAMBDAS)}")
+        values["lambdas"] = {**LAMBDAS, **(values.get("lambdas") or {})}
         if "betas" in values:
             values["betas"] = tuple(values["betas"])
     if cls is DataConfig:

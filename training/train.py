@@ -77,6 +77,7 @@ class Trainer:
         self.config = config
         self.output_dir = Path(config.output_dir)
         self.accelerator = Accelerator(
+            cpu=not torch.cuda.is_available(),  # a torchrun-style launch without GPUs: a gloo process group
             mixed_precision=config.mixed_precision,
             gradient_accumulation_steps=config.gradient_accumulation_steps,
             log_with="tensorboard",
@@ -107,7 +108,9 @@ class Trainer:
             self._resume(generator, discriminator, (opt_g, opt_d, sched_g, sched_d))
         (self.generator, self.discriminator, self.opt_g, self.opt_d, self.sched_g, self.sched_d) = acc.prepare(
             generator, discriminator, opt_g, opt_d, sched_g, sched_d)
-        self.loader = torch.utils.data.DataLoader(self.data, batch_size=config.batch_size // per_step)
+        # its own generator: starting to iterate draws a seed, which must not move the global RNG (exact resume)
+        self.loader = torch.utils.data.DataLoader(self.data, batch_size=config.batch_size // per_step,
+                                                  generator=torch.Generator().manual_seed(config.seed))
         self.mel_loss = MelSpectrogramLoss(self.model_config.sampling_rate).to(acc.device)
         self.stft_loss = MultiScaleSTFTLoss().to(acc.device)
         self.validation = validation_excerpts(
@@ -232,7 +235,7 @@ class Trainer:
                     tracker.add_figure(f"validation_{i}/original_mel", mel_figure(clip, rate, "original"), self.step)
         self._logged_references = True
         generator.train()
-        mel, stft, sdr, l1 = np.mean(scores, axis=0)
+        mel, stft, sdr, l1 = np.mean(scores, axis=0).tolist()
         return {"val/mel": mel, "val/stft": stft, "val/si_sdr": sdr, "val/waveform": l1}
 
     # ----- the loop

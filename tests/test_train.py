@@ -1,0 +1,192 @@
+"""The training recipe end to end: Accelerate with 2 gloo processes, SIGKILL then exact resume, overfitting one clip,
+non-finite steps skipped; plus the data stream and the config."""
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from tests.conftest import ALSA_SPEECH, real_audio
+from training.checkpoint import checkpoints
+from training.config import load_config
+from training.data import ExcerptStream, Source, loudness, validation_excerpts
+from training.train import Trainer
+
+ROOT = Path(__file__).parent.parent
+TINY = str(ROOT / "training" / "configs" / "tiny.yaml")
+
+
+def metrics(output_dir: Path) -> dict[int, dict]:
+    """The last logged values of each step."""
+    rows = [json.loads(line) for line in (output_dir / "metrics.jsonl").read_text().splitlines()]
+    return {row["step"]: row for row in rows if "loss/mel" in row}
+
+
+def run_training(*args, processes: int = 1, env=None, wait=True):
+    """`accelerate launch` of `training.train` with the tiny config. Several CPU processes need the torchrun-style
+    launch (`--multi_gpu`, a gloo group without GPUs): Accelerate's `--cpu` runs one process unless MPI is set up."""
+    mode = ["--multi_gpu"] if processes > 1 else ["--cpu"]
+    launcher = [sys.executable, "-m", "accelerate.commands.launch", *mode, "--num_processes", str(processes),
+                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    command = launcher + ["-m", "training.train", "--config", TINY, *args]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+    if not wait:
+        return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
+@pytest.fixture(scope="module")
+def speech_and_music(tmp_path_factory):
+    """Two real sources (alsa-utils speech, sonic-pi music), 3 files each."""
+    real_audio(ALSA_SPEECH)
+    root = tmp_path_factory.mktemp("data")
+    for name, files in (("speech", sorted(ALSA_SPEECH.parent.glob("*.wav"))[:3]),
+                        ("music", sorted((ROOT / "examples" / "audio").glob("*.flac"))[:3])):
+        (root / name).mkdir()
+        for f in files:
+            (root / name / f.name).symlink_to(f)
+    return root
+
+
+def sources_override(root: Path) -> str:
+    return f"data.train=[{{dataset: {root / 'speech'}}}, {{dataset: {root / 'music'}}}]"
+
+
+def test_two_processes_with_gloo(tmp_path, speech_and_music):
+    out = tmp_path / "run"
+    run_training(f"output_dir={out}", "num_steps=2", "checkpoint_every=2", "validate_every=2",
+                 sources_override(speech_and_music), processes=2)
+    logged = metrics(out)
+    assert sorted(logged) == [1, 2]
+    assert all(math.isfinite(v) for row in logged.values() for k, v in row.items() if k.startswith("loss/"))
+    (checkpoint,) = checkpoints(out / "checkpoints")
+    state = torch.load(checkpoint / "training_state.pt", weights_only=True)
+    assert state["step"] == 2 and len(state["processes"]) == 2
+    rank0, rank1 = (p["data"] for p in state["processes"])
+    assert rank0["buffer"].shape == rank1["buffer"].shape and not torch.equal(rank0["buffer"], rank1["buffer"])
+    for folder in ("model", "discriminator", "best"):
+        assert (out / folder / "model.safetensors").exists()
+    assert any((out / "logs").rglob("events.out.tfevents.*"))
+
+
+def test_sigkill_then_resume_continues_exactly(tmp_path, speech_and_music):
+    steps = ["num_steps=8", "checkpoint_every=2", "data.validation=[]", sources_override(speech_and_music)]
+    reference = tmp_path / "reference"
+    run_training(f"output_dir={reference}", *steps)
+
+    out = tmp_path / "killed"
+    process = run_training(f"output_dir={out}", *steps, wait=False)
+    deadline = time.time() + 300
+    while not checkpoints(out / "checkpoints") and process.poll() is None and time.time() < deadline:
+        time.sleep(0.1)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    resumed_from = int(checkpoints(out / "checkpoints")[-1].name.split("-")[1])
+    assert resumed_from < 8, "the run finished before it could be killed"
+
+    run_training(f"output_dir={out}", *steps, "--resume")
+    expected, got = metrics(reference), metrics(out)
+    assert sorted(got) == list(range(1, 9))
+    for step in range(resumed_from + 1, 9):
+        for key in ("loss/mel", "loss/generator", "loss/discriminator", "loss/feature"):
+            assert got[step][key] == pytest.approx(expected[step][key], rel=1e-5, abs=1e-6), (step, key)
+
+
+def test_tiny_model_overfits_one_clip(tmp_path):
+    """One 0.38 s clip of real speech, so every excerpt is the same (up to the random phase shift)."""
+    speech, rate = real_audio(ALSA_SPEECH)
+    start = int(np.flatnonzero(np.abs(speech) > 0.01)[0])
+    (tmp_path / "clip").mkdir()
+    sf.write(tmp_path / "clip" / "speech.wav", speech[start : start + int(0.38 * rate)], rate)
+    config = load_config(TINY, [f"output_dir={tmp_path / 'run'}", f"data.train=[{{dataset: {tmp_path / 'clip'}}}]",
+                                "data.validation=[]", "data.shuffle_buffer=0", "batch_size=2", "learning_rate=3e-3"])
+    trainer = Trainer(config)
+    batches = iter(trainer.loader)
+    mel = [trainer.train_step(next(batches))["loss/mel"] for _ in range(60)]
+    assert np.mean(mel[-5:]) <= 0.5 * np.mean(mel[:5]), mel
+
+
+def test_non_finite_loss_skips_the_update(tmp_path):
+    config = load_config(TINY, [f"output_dir={tmp_path}", "data.validation=[]"])
+    trainer = Trainer(config)
+    before = {k: v.clone() for k, v in trainer.generator.state_dict().items()}
+    audio = next(iter(trainer.loader))
+    audio[0, 0, 100] = float("nan")
+    trainer.train_step(audio)
+    assert trainer.skipped == {"generator": 1, "discriminator": 1}
+    assert all(torch.equal(before[k], v) for k, v in trainer.generator.state_dict().items())
+    trainer.train_step(next(iter(trainer.loader)))  # a good batch afterwards updates again
+    assert not all(torch.equal(before[k], v) for k, v in trainer.generator.state_dict().items())
+
+
+# ----- data
+
+
+def test_stream_is_sharded_balanced_normalised_and_resumable(speech_and_music):
+    sources = [Source(str(speech_and_music / "speech")), Source(str(speech_and_music / "music"))]
+    ranks = [ExcerptStream(sources, 16000, 0.5, seed=1, rank=r, world_size=2, shuffle_buffer=4) for r in (0, 1)]
+    first = [[x for _, x in zip(range(6), stream)] for stream in ranks]
+    assert all(x.shape == (1, 8000) and x.dtype == torch.float32 for x in first[0])
+    assert not any(torch.equal(a, b) for a in first[0] for b in first[1])  # the ranks see different excerpts
+    # loudness -16 LUFS before the phase shift, which keeps the spectrum (and so the loudness) up to rounding
+    assert all(abs(loudness(x[0].numpy(), 16000) + 16) < 1.0 for x in first[0] if x.abs().max() < 0.99)
+
+    stream = ExcerptStream(sources, 16000, 0.5, seed=1, shuffle_buffer=4)
+    iterator = iter(stream)
+    [next(iterator) for _ in range(7)]  # past the end of the first epoch of the smaller source
+    state = stream.state_dict()
+    expected = [next(iterator) for _ in range(10)]
+    resumed = ExcerptStream(sources, 16000, 0.5, seed=1, shuffle_buffer=4)
+    resumed.load_state_dict(state)
+    assert all(torch.equal(a, b) for a, b in zip(expected, iter(resumed)))
+
+
+def test_stream_skips_silence_and_accepts_decoded_arrays(tmp_path):
+    from datasets import Dataset
+
+    rate = 16000
+    (tmp_path / "files").mkdir()
+    sf.write(tmp_path / "files" / "silence.wav", np.zeros(rate, np.float32), rate)
+    tone = 0.1 * np.sin(2 * np.pi * 440 * np.arange(2 * rate) / rate).astype(np.float32)
+    sf.write(tmp_path / "files" / "tone.wav", tone, rate)
+    stream = ExcerptStream([Source(str(tmp_path / "files"))], rate, 0.25, shuffle_buffer=0)
+    excerpts = [x for _, x in zip(range(4), stream)]
+    assert all(x.abs().max() > 0.05 for x in excerpts)  # only the tone, never the silent file
+
+    Dataset.from_dict({"sound": [{"array": tone, "sampling_rate": rate}]}).save_to_disk(tmp_path / "decoded")
+    stream = ExcerptStream([Source(str(tmp_path / "decoded"), audio_column="sound")], 8000, 0.25, shuffle_buffer=0)
+    assert next(iter(stream)).shape == (1, 2000)
+
+
+def test_validation_set_is_fixed(speech_and_music):
+    sources = [Source(str(speech_and_music / "speech")), Source(str(speech_and_music / "music"))]
+    first, again = (validation_excerpts(sources, 16000, 1.0, 4, seed=3) for _ in range(2))
+    assert len(first) == 4 and all(np.array_equal(a, b) for a, b in zip(first, again))
+
+
+# ----- config
+
+
+def test_config_overrides_and_errors(tmp_path):
+    config = load_config(TINY, ["batch_size=8", "lambdas.mel=30", "model.n_codebooks=2"])
+    assert config.batch_size == 8 and config.lambdas["mel"] == 30 and config.model["n_codebooks"] == 2
+    assert config.data.train[0].dataset == "/usr/share/sounds/alsa"
+    with pytest.raises(ValueError, match="data.durations"):
+        load_config(TINY, ["data.durations=1"])
+    with pytest.raises(ValueError, match="key=value"):
+        load_config(TINY, ["batch_size"])
+    result = subprocess.run([sys.executable, "-m", "training.train", "--config", TINY, "num_step=3"], cwd=ROOT,
+                            capture_output=True, text=True)
+    assert result.returncode != 0 and "num_step" in result.stderr
