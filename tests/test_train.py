@@ -19,6 +19,7 @@ from tests.conftest import ALSA_SPEECH, real_audio
 from training.checkpoint import checkpoints
 from training.config import load_config
 from training.data import ExcerptStream, Source, loudness, validation_excerpts
+from training.plot_curves import plot
 from training.train import Trainer
 
 ROOT = Path(__file__).parent.parent
@@ -79,6 +80,8 @@ def test_two_processes_with_gloo(tmp_path, speech_and_music):
     for folder in ("model", "discriminator", "best"):
         assert (out / folder / "model.safetensors").exists()
     assert any((out / "logs").rglob("events.out.tfevents.*"))
+    plot(out, tmp_path / "curves.png")
+    assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_sigkill_then_resume_continues_exactly(tmp_path, speech_and_music):
