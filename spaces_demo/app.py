@@ -1,0 +1,250 @@
+"""Hear, see and measure what each bitrate costs: the codec at several bitrates next to Opus and MP3 (Gradio Blocks).
+
+`python spaces_demo/app.py` serves it on http://127.0.0.1:7860. Models: `RVQGAN_MODEL`, local directories or Hub repo
+ids separated by commas; without it, the package's default model.
+"""
+
+import importlib.util
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import gradio as gr
+import librosa
+import numpy as np
+import pandas as pd
+import soundfile as sf
+import torch
+from matplotlib.figure import Figure
+
+from evaluation import baselines, metrics
+from rvqgan import compress, decompress, load_model
+from rvqgan.audio_io import AudioFileError, read_audio
+from rvqgan.container import read, write
+from rvqgan.models import RANDOM_DEFAULT
+
+MAX_SECONDS = 30
+MIN_SECONDS = 0.1
+MAX_ROWS = 8  # decoded versions shown at once
+MAX_QUEUE = 20
+DEFAULT_CODEBOOKS = (2, 3, 6, 9)
+CLASSIC = {"Opus 6 kbps": ("opus", 6), "Opus 8 kbps": ("opus", 8), "Opus 12 kbps": ("opus", 12),
+           "Opus 16 kbps": ("opus", 16), "MP3 16 kbps": ("mp3", 16), "MP3 32 kbps": ("mp3", 32)}
+DEFAULT_CLASSIC = ["Opus 6 kbps", "Opus 8 kbps"]
+HAS_VISQOL = importlib.util.find_spec("visqol") is not None
+VISQOL_MIN_SECONDS = 1.0  # ViSQOL refuses shorter clips
+RANGE_DB = 80  # spectrograms show this many dB below the original's loudest cell
+DIFF_DB = 20  # colour range of the difference spectrograms, +-dB
+METRIC_COLUMNS = {"mel": "mel distance", "si_sdr": "SI-SDR (dB)", "visqol": "ViSQOL"}  # evaluation.metrics.METRICS
+SAMPLES = Path("/usr/share/sonic-pi/samples")  # Debian sonic-pi-samples: CC0 clips from freesound.org
+EXAMPLES = {
+    SAMPLES / "loop_amen.flac": "Drum break (music)",
+    SAMPLES / "ambi_choir.flac": "Choir (music)",
+    SAMPLES / "guit_harmonics.flac": "Guitar harmonics (music)",
+    Path("/usr/share/sounds/alsa/Front_Center.wav"): "Voice (speech)",  # Debian alsa-utils
+    SAMPLES / "perc_door.flac": "Door (environmental sound)",
+}
+WORK = Path(tempfile.gettempdir()) / "rvqgan-space"
+KEEP_SECONDS = 3600  # Gradio serves its own copies of the files; ours are removed after this
+
+
+def fail(message: str) -> gr.Error:
+    """An error shown in the page until dismissed."""
+    return gr.Error(message, duration=None, print_exception=False)
+
+
+def fresh_workdir() -> Path:
+    """A new folder for one comparison's files; those of comparisons older than `KEEP_SECONDS` are removed."""
+    WORK.mkdir(exist_ok=True)
+    for old in WORK.iterdir():
+        if time.time() - old.stat().st_mtime > KEEP_SECONDS:
+            shutil.rmtree(old, ignore_errors=True)
+    return Path(tempfile.mkdtemp(dir=WORK))
+
+
+def load_clip(path: str) -> tuple[np.ndarray, int, list[str]]:
+    """Mono float32 audio of `MIN_SECONDS` to `MAX_SECONDS`, its rate, and notices of what was changed."""
+    try:
+        audio, rate = read_audio(path)
+    except AudioFileError as error:
+        raise fail(str(error).replace(str(path), Path(path).name)) from None
+    if audio.shape[1] < MIN_SECONDS * rate:
+        raise fail(f"{Path(path).name}: the clip is shorter than {MIN_SECONDS:g} s.")
+    notices = []
+    if audio.shape[0] > 1:
+        notices.append(f"Mixed down from {audio.shape[0]} channels to mono.")
+    if audio.shape[1] > MAX_SECONDS * rate:
+        notices.append(f"Trimmed to the first {MAX_SECONDS} s of {audio.shape[1] / rate:.1f} s.")
+    return audio.mean(0)[: MAX_SECONDS * rate].astype(np.float32), rate, notices
+
+
+def mel_db(audio: np.ndarray, rate: int) -> np.ndarray:
+    """Log-mel power spectrogram (128 bands, 2048-point frames, hop 512) in dB."""
+    mel = librosa.feature.melspectrogram(y=audio, sr=rate, n_fft=2048, hop_length=512, n_mels=128)
+    return librosa.power_to_db(mel, ref=1.0, amin=1e-10, top_db=None)
+
+
+def plot(image: np.ndarray, path: Path, seconds: float, title: str, top: float | None = None) -> str:
+    """Save a spectrogram (`top`: the dB of the loudest cell shown) or, without `top`, a difference in dB as PNG."""
+    figure = Figure(figsize=(8, 2.2), dpi=100, layout="constrained")
+    axes = figure.add_subplot()
+    if top is not None:
+        style = dict(cmap="magma", vmin=top - RANGE_DB, vmax=top)
+    else:
+        style = dict(cmap="coolwarm", vmin=-DIFF_DB, vmax=DIFF_DB)
+    shown = axes.imshow(image, origin="lower", aspect="auto", extent=(0, seconds, 0, image.shape[0]), **style)
+    axes.set(title=title, xlabel="seconds", ylabel="mel band")
+    figure.colorbar(shown, ax=axes, label="dB" if top is not None else "dB vs original")
+    figure.savefig(path)
+    return str(path)
+
+
+def decode_all(model, identity: str, audio: np.ndarray, rate: int, codebooks: list[int], classic: list[str], progress):
+    """Encode once, decode every setting: a list of (codec, setting, nominal kbps, bytes on disk, float32 audio)."""
+    versions, steps = [], 2 * (len(codebooks) + len(classic))
+    if codebooks:
+        progress(0, desc="Encoding")
+        header, codes = read(compress(model, audio, rate, n_quantizers=max(codebooks), identity=identity))
+        for i, k in enumerate(codebooks):
+            setting = f"{k} codebook{'s' * (k > 1)}"
+            progress(i / steps, desc=f"Decoding {setting}")
+            data = write(replace(header, n_q=k), codes[:, :k])
+            decoded = decompress(model, data, identity)[0][0]
+            versions.append(("RVQGAN", setting, model.config.n_quantizers_to_kbps(k), len(data), decoded))
+    for i, name in enumerate(classic, len(codebooks)):
+        progress(i / steps, desc=f"Coding {name}")
+        codec, kbps = CLASSIC[name]
+        decoded, true_kbps = baselines.encode_decode(audio, rate, codec, kbps)
+        versions.append((*name.split(" ", 1), float(kbps), round(true_kbps * 1000 / 8 * len(audio) / rate), decoded))
+    return [(c, s, kbps, size, np.asarray(decoded, dtype=np.float32)) for c, s, kbps, size, decoded in versions]
+
+
+def measure(audio: np.ndarray, rate: int, versions: list, metric_names: list[str], work: Path, progress):
+    """Write the original and each version as float WAV, score the versions and draw their spectrograms.
+
+    Returns the table, the original's WAV and spectrogram, and per version its player, spectrogram and difference.
+    """
+    seconds = len(audio) / rate
+    sf.write(work / "original.wav", audio, rate, subtype="FLOAT")
+    reference = mel_db(audio, rate)
+    top = float(reference.max())
+    floor = top - RANGE_DB  # differences below what the spectrograms show are not drawn
+    rows, players, mels, diffs = [], [], [], []
+    for i, (codec, setting, kbps, size, decoded) in enumerate(versions):
+        title = f"{codec} · {setting}"
+        progress((len(versions) + i) / (2 * len(versions)), desc=f"Measuring {title}")
+        sf.write(work / f"{i}.wav", decoded, rate, subtype="FLOAT")
+        true_kbps = 8 * size / seconds / 1000
+        scores = {METRIC_COLUMNS[n]: metrics.METRICS[n][0](audio, decoded, rate) for n in metric_names}
+        rows.append({"codec": codec, "setting": setting, "kbps": kbps, "kbps on disk": true_kbps, "bytes": size,
+                     **scores})
+        label = f"{title} ({true_kbps:.2f} kbps on disk)"
+        players.append(gr.update(value=str(work / f"{i}.wav"), label=label, visible=True))
+        spectrogram = mel_db(decoded, rate)
+        mels.append(plot(spectrogram, work / f"{i}.png", seconds, title, top))
+        difference = np.maximum(spectrogram, floor) - np.maximum(reference, floor)
+        diffs.append(plot(difference, work / f"{i}-diff.png", seconds, f"{title} minus original"))
+    original = (str(work / "original.wav"), plot(reference, work / "original.png", seconds, "Original", top))
+    return pd.DataFrame(rows), original, players, mels, diffs
+
+
+def build_demo(models: list[str] | None = None) -> gr.Blocks:
+    """The page for the given models (directories or Hub repo ids; none: the default model)."""
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    loaded = [load_model(name, device) for name in (models or [None])]
+    by_name = {identity.split("@")[0]: (model, identity) for model, identity in loaded}
+
+    def codebook_choices(name: str) -> dict:
+        """The model's numbers of codebooks with their bitrates, and the default selection."""
+        config = by_name[name][0].config
+        choices = [(f"{k} · {config.n_quantizers_to_kbps(k):.2f} kbps", k) for k in range(1, config.n_codebooks + 1)]
+        return dict(choices=choices, value=[k for k in DEFAULT_CODEBOOKS if k <= config.n_codebooks])
+
+    def compare(clip, model, codebooks, classic, difference, visqol, progress=gr.Progress()):
+        """Code the clip at every chosen setting and measure each; the outputs are listed below."""
+        if not clip:
+            raise fail("Upload, record or pick an example clip first.")
+        codebooks, classic = sorted(codebooks), [c for c in CLASSIC if c in classic]
+        if not 0 < len(codebooks) + len(classic) <= MAX_ROWS:
+            raise fail(f"Pick between 1 and {MAX_ROWS} bitrates.")
+        codec_model, identity = by_name[model]
+        audio, rate, notices = load_clip(clip)
+        metric_names = ["mel", "si_sdr"]
+        if visqol and HAS_VISQOL and len(audio) >= VISQOL_MIN_SECONDS * rate:
+            metric_names.append("visqol")
+        elif visqol and HAS_VISQOL:
+            notices.append(f"ViSQOL needs at least {VISQOL_MIN_SECONDS:g} s of audio: not measured.")
+        versions = decode_all(codec_model, identity, audio, rate, codebooks, classic, progress)
+        work = fresh_workdir()
+        table, original, players, mels, diffs = measure(audio, rate, versions, metric_names, work, progress)
+        table.to_csv(work / "comparison.csv", index=False)
+        hidden = [gr.update(value=None, visible=False)] * (MAX_ROWS - len(versions))
+        return (describe(identity, codec_model, notices), table.style.format(precision=3), str(work / "comparison.csv"),
+                *original, *players, *hidden, *show_images(difference, (mels, diffs)), (mels, diffs))
+
+    with gr.Blocks(title="RVQGAN: what each bitrate costs", delete_cache=(KEEP_SECONDS, KEEP_SECONDS)) as demo:
+        gr.Markdown("# RVQGAN: what each bitrate costs\nCode a clip at several bitrates of the neural codec and of "
+                    "Opus / MP3, then listen, look and measure. Clips longer than "
+                    f"{MAX_SECONDS} s are trimmed; stereo is mixed down to mono.")
+        with gr.Row():
+            with gr.Column():
+                clip = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Clip", elem_id="clip")
+                examples = {str(path): label for path, label in EXAMPLES.items() if path.exists()}
+                if examples:
+                    gr.Examples([[path] for path in examples], [clip], example_labels=list(examples.values()))
+            with gr.Column():
+                model_name = gr.Dropdown(list(by_name), value=next(iter(by_name)), label="Model")
+                codebooks = gr.CheckboxGroup(label="Codec bitrates (codebooks)", **codebook_choices(model_name.value))
+                classic = gr.CheckboxGroup(list(CLASSIC), value=DEFAULT_CLASSIC, label="Classic codecs (ffmpeg)")
+                with gr.Row():
+                    difference = gr.Checkbox(label="Difference spectrograms")
+                    visqol = gr.Checkbox(HAS_VISQOL, label="ViSQOL (slower)", interactive=HAS_VISQOL)
+                run = gr.Button("Compare", variant="primary")
+        notice = gr.Markdown(label="Notices", elem_id="notice")
+        table = gr.Dataframe(label="Metrics: mel distance (lower is better), SI-SDR and ViSQOL (higher is better)",
+                             interactive=False, elem_id="metrics")
+        csv = gr.File(label="Table as CSV")
+        with gr.Row():
+            original = gr.Audio(type="filepath", label="Original (mono, as measured)", scale=1)
+            original_image = gr.Image(type="filepath", label="Original spectrogram", show_label=False, scale=2)
+        players, images = [], []
+        for i in range(1, MAX_ROWS + 1):
+            with gr.Row():
+                players.append(gr.Audio(type="filepath", label=f"Version {i}", visible=False, scale=1,
+                                        elem_id=f"player-{i}"))
+                images.append(gr.Image(type="filepath", label=f"Spectrogram {i}", show_label=False, visible=False,
+                                       scale=2, elem_id=f"image-{i}"))
+        spectrograms = gr.State(([], []))
+
+        inputs = [clip, model_name, codebooks, classic, difference, visqol]
+        outputs = [notice, table, csv, original, original_image, *players, *images, spectrograms]
+        run.click(compare, inputs, outputs, api_name="compare", concurrency_limit=1)
+        difference.change(show_images, [difference, spectrograms], images, api_visibility="private")
+        model_name.change(lambda name: gr.update(**codebook_choices(name)), model_name, codebooks,
+                          api_visibility="private")
+    return demo.queue(max_size=MAX_QUEUE)
+
+
+def show_images(difference: bool, spectrograms: tuple[list[str], list[str]]) -> list:
+    """One image update per row: the spectrograms, or their differences from the original's."""
+    shown = spectrograms[1] if difference else spectrograms[0]
+    hidden = [gr.update(value=None, visible=False)] * (MAX_ROWS - len(shown))
+    return [gr.update(value=path, visible=True) for path in shown] + hidden
+
+
+def describe(identity: str, model, notices: list[str]) -> str:
+    """The model, a warning if its weights are random, and the notices, as Markdown."""
+    config = model.config
+    lines = [f"**Model** `{identity}`: {config.sampling_rate} Hz, {config.n_codebooks} codebooks of "
+             f"{config.codebook_size} codes at {config.frame_rate:.2f} Hz."]
+    if identity.startswith(RANDOM_DEFAULT):
+        lines.append("**This model has random weights (no trained default is installed): its output is noise.**")
+    return "\n\n".join(lines + notices)
+
+
+if __name__ == "__main__":
+    names = [name.strip() for name in os.environ.get("RVQGAN_MODEL", "").split(",") if name.strip()]
+    build_demo(names).launch()
