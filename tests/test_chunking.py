@@ -1,5 +1,4 @@
 import math
-import time
 
 import pytest
 import torch
@@ -136,12 +135,9 @@ def test_ten_minutes_of_audio():
     model = tiny_model(encoder_hidden_size=4, decoder_hidden_size=16)
     hop, context = model.config.hop_length, receptive_field(model.config)[0]
     x = audio(1, 600 * 16000 + 5)
-    begin = time.perf_counter()
     codes = encode_chunked(model, x, window_frames=1000)
     decoded = decode_chunked(model, codes, window_frames=1000)
-    elapsed = time.perf_counter() - begin
     assert codes.shape == (1, 4, math.ceil(x.shape[-1] / hop)) and decoded.shape == (1, 1, codes.shape[-1] * hop)
-    assert elapsed < 30, elapsed
     head, tail = 500, 500
     assert (codes[..., :head] == whole_codes(model, x[..., : (head + context) * hop])[..., :head]).float().mean() >= 0.999
     start = (codes.shape[-1] - tail - context) * hop
