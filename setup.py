@@ -2,7 +2,7 @@ from pathlib import Path
 
 from setuptools import setup
 
-TRAIN = ["accelerate>=1.0", "datasets>=4", "tensorboard", "pyyaml", "librosa>=0.10"]
+TRAIN = ["accelerate>=1.0", "datasets>=4", "tensorboard", "pyyaml", "librosa>=0.10", "julius>=0.2"]
 DEMO = ["gradio>=6", "librosa>=0.10", "matplotlib>=3.7", "pandas"]
 EVAL = ["evaluate>=0.4", "visqol-python>=3.8", "pesq>=0.0.4", "pystoi>=0.4", "torchmetrics>=1.0", "librosa>=0.10", "matplotlib>=3.7"]
 
