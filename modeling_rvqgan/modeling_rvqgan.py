@@ -1,6 +1,7 @@
 """The Improved RVQGAN codec (Kumar et al. 2023, the Descript Audio Codec) as a transformers model."""
 
 import math
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -11,6 +12,7 @@ from transformers import initialization as init
 from transformers.utils import ModelOutput
 
 from .configuration_rvqgan import RvqganConfig
+from .inference_rvqgan import decode_latents, encode_latents
 from .layers_rvqgan import RvqganDecoder, RvqganEncoder, Snake1d, length_mask
 from .quantizer_rvqgan import RvqganResidualVectorQuantizer
 
@@ -119,6 +121,10 @@ class RvqganModel(RvqganPreTrainedModel):
             kwargs["state_dict"] = state_dict
         return super().save_pretrained(save_directory, **kwargs)
 
+    def _fast_path(self) -> bool:
+        """Eval mode without autograd (`torch.no_grad` / `torch.inference_mode`) runs `inference_rvqgan`'s tiled passes."""
+        return not self.training and not torch.is_grad_enabled()
+
     def _frame_lengths(self, padding_mask: torch.Tensor | None) -> torch.Tensor | None:
         """(B, T) padding mask -> (B,) frames per item, ceil(valid samples / hop_length)."""
         if padding_mask is None:
@@ -156,9 +162,11 @@ class RvqganModel(RvqganPreTrainedModel):
         if frames is not None:
             lengths = frames * self.config.hop_length
             input_values = input_values * length_mask(lengths, input_values.shape[-1])
-        latents = self.encoder(input_values, lengths)
-        frame_mask = length_mask(frames, latents.shape[-1])
-        quantized, codes, projected_latents, commitment_loss, codebook_loss = self.quantizer(latents, n_quantizers, frame_mask)
+        fast = self._fast_path()
+        with torch.autocast(input_values.device.type, enabled=False) if fast else nullcontext():  # fast: float32 codes
+            latents = encode_latents(self.encoder, input_values, lengths, self.config.frame_rate) if fast else self.encoder(input_values, lengths)
+            frame_mask = length_mask(frames, latents.shape[-1])
+            quantized, codes, projected_latents, commitment_loss, codebook_loss = self.quantizer(latents, n_quantizers, frame_mask)
         if frame_mask is not None:
             quantized = quantized * frame_mask
 
@@ -192,7 +200,10 @@ class RvqganModel(RvqganPreTrainedModel):
         frames = self._frame_lengths(padding_mask)
         if frames is not None:
             quantized_representation = quantized_representation * length_mask(frames, quantized_representation.shape[-1])
-        audio_values = self.decoder(quantized_representation, frames)
+        if self._fast_path():
+            audio_values = decode_latents(self.decoder, quantized_representation, frames, self.config.sampling_rate)
+        else:
+            audio_values = self.decoder(quantized_representation, frames)
         if padding_mask is not None:
             audio_values = audio_values[..., : padding_mask.shape[-1]] * padding_mask[:, None, :]
 

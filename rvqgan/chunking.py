@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 
 from modeling_rvqgan import RvqganConfig, RvqganModel
 
-DEFAULT_WINDOW_SECONDS = 2.5  # at 44.1 kHz ~0.2 GB of live activations to encode, ~0.3 GB to decode; no slower on CPU
+DEFAULT_WINDOW_SECONDS = 30.0  # eval-mode passes bound their memory themselves; windows recompute ~1 % as context
 Progress = bool | Callable[[int, int], None] | None
 
 
@@ -71,7 +71,7 @@ def encode_chunked(
     `model.encode(input_values, n_quantizers=n_quantizers).audio_codes` (up to float ties) for a model in eval mode.
     The model runs under `torch.inference_mode`; the returned codes are an ordinary tensor.
 
-    window_frames: centre frames per window (default about 2.5 s); each window adds `receptive_field(config)[0]`
+    window_frames: centre frames per window (default about 30 s); each window adds `receptive_field(config)[0]`
         frames of context per side. progress: True for a tqdm bar, or a callable `(windows_done, windows_total)`.
     """
     hop = model.config.hop_length
@@ -101,7 +101,7 @@ def iter_decode(
     `model.decode(audio_codes=audio_codes).audio_values` up to float rounding: a caller can write each block out,
     so the decoded file never has to be held in memory.
 
-    window_frames: centre frames per window (default about 2.5 s); each window adds `receptive_field(config)[1]`
+    window_frames: centre frames per window (default about 30 s); each window adds `receptive_field(config)[1]`
         frames of context per side. progress: as in `encode_chunked`.
     """
     hop = model.config.hop_length

@@ -1,0 +1,233 @@
+"""Fast eval-mode passes of the encoder and decoder: the arithmetic of `layers_rvqgan.py`, computed tile by tile.
+
+A tile computes a stretch of the output from the stretch of input it depends on, every layer cropped to what the
+layers after it read, so that activations stay in cache and the overlap computed twice is a few percent. A tile at
+a file edge zero-pads exactly as the whole-file pass does, so the output does not depend on the tiling (up to the
+float rounding of the convolution kernels). On CPU, tiles run in parallel, one per thread.
+
+Activations are (B, T, C), channels last, which oneDNN convolves without reordering. At the frame rate, where rows
+are few and weights large, convolutions are matrix products instead. Weights are used as stored (cast under
+autocast), so nothing is cached and weight norm parametrizations are read once per call.
+"""
+
+from concurrent.futures import ThreadPoolExecutor
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+BLOCK_SECONDS = 4.0  # output computed at a time, per thread: bounds the memory
+TILE_SECONDS = 0.5  # CPU tiles at high rates, small enough for the L3 cache
+LOW_RATE_TILE_SECONDS = 4.0  # CPU tiles at the lowest rates, where the weights are large and the activations small
+
+
+def channels_first(hidden_states: torch.Tensor) -> torch.Tensor:
+    """(B, T, C) -> a (B, C, 1, T) view in the channels-last memory format."""
+    return hidden_states.transpose(1, 2).unsqueeze(2)
+
+
+def masked(hidden_states: torch.Tensor, lengths: torch.Tensor | None, start: int) -> torch.Tensor:
+    """Zero the rows of (B, T, C) `hidden_states`, which start at position `start`, from each item's length on."""
+    if lengths is None:
+        return hidden_states
+    positions = torch.arange(start, start + hidden_states.shape[1], device=hidden_states.device)
+    return hidden_states.mul_((positions < lengths[:, None]).unsqueeze(-1))
+
+
+class Conv:
+    """Optional Snake, then a convolution with a masked output, on a stretch of the sequence: (B, T, C) -> (B, T', C').
+
+    The convolution runs in `dtype`, as a matrix product if `matrix`; the Snake, in float32, writes `dtype`.
+    """
+
+    def __init__(self, conv: nn.Conv1d, activation: nn.Module | None, dtype: torch.dtype, matrix: bool = False):
+        (self.kernel,), (self.stride,), (self.padding,), (self.dilation,) = conv.kernel_size, conv.stride, conv.padding, conv.dilation
+        weight = conv.weight.to(dtype)
+        self.weight = weight.flatten(1) if matrix else weight.unsqueeze(2)  # (C', C * k) or (C', C, 1, k)
+        self.bias, self.dtype = conv.bias.to(dtype), dtype
+        self.alpha = None if activation is None else activation.alpha.reshape(-1).float()
+        self.inverse = None if activation is None else (self.alpha + 1e-9).reciprocal()
+
+    def size(self, n):
+        """Output length for input length `n` (an int, or a tensor of lengths)."""
+        return (n + 2 * self.padding - self.dilation * (self.kernel - 1) - 1) // self.stride + 1
+
+    def needs(self, low: int, high: int) -> tuple[int, int]:
+        """The input positions [a, b) that outputs [low, high) read (beyond the input's ends: zero padding)."""
+        a = low * self.stride - self.padding
+        return a, (high - 1) * self.stride - self.padding + self.dilation * (self.kernel - 1) + 1
+
+    def __call__(self, hidden_states, low, high, size, lengths):
+        """Outputs [low, high) (B, high - low, C') from `hidden_states` (B, T, C), the input at positions
+        `needs(low, high)` within [0, size)."""
+        a, b = self.needs(low, high)
+        hidden_states = self.activate(hidden_states)
+        if a < 0 or b > size:
+            hidden_states = F.pad(hidden_states, (0, 0, max(0, -a), max(0, b - size)))
+        if self.weight.dim() == 2:  # columns (B, T', C * k) of k steps
+            columns = hidden_states.unfold(1, self.kernel, self.stride).flatten(2)
+            return masked(F.linear(columns, self.weight, self.bias), lengths, low)
+        stride, dilation = (1, self.stride), (1, self.dilation)
+        hidden_states = F.conv2d(channels_first(hidden_states), self.weight, self.bias, stride, 0, dilation)
+        return masked(hidden_states.squeeze(2).transpose(1, 2), lengths, low)
+
+    def activate(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        """`Snake1d`, x + 1/(alpha + 1e-9) * sin(alpha * x)^2 in float32 with one temporary, if any; in `dtype`."""
+        if self.alpha is None:
+            return hidden_states.to(self.dtype)
+        hidden_states = hidden_states.float()
+        out = hidden_states * self.alpha
+        return out.sin_().square_().mul_(self.inverse).add_(hidden_states).to(self.dtype)
+
+
+class ConvTranspose(Conv):
+    """Snake, then a transposed convolution with a masked output, on a stretch of the sequence.
+
+    As a matrix product if `matrix`: each input step times the weight gives `kernel` output steps, which
+    overlap-add `stride` apart.
+    """
+
+    def __init__(self, conv: nn.ConvTranspose1d, activation: nn.Module, dtype: torch.dtype, matrix: bool = False):
+        super().__init__(conv, activation, dtype)
+        (self.output_padding,) = conv.output_padding
+        self.weight = self.weight.squeeze(2) if matrix else self.weight  # (C, C', k) or (C, C', 1, k)
+
+    def size(self, n):
+        return (n - 1) * self.stride - 2 * self.padding + self.kernel + self.output_padding
+
+    def needs(self, low, high):
+        # output o gets input i through kernel tap o + padding - i * stride, in [0, kernel)
+        return (low + self.padding - self.kernel) // self.stride + 1, (high - 1 + self.padding) // self.stride + 1
+
+    def __call__(self, hidden_states, low, high, size, lengths):
+        a = max(0, self.needs(low, high)[0])
+        full = self.transposed(self.activate(hidden_states))  # row q: output q + a * stride - padding
+        start = low + self.padding - a * self.stride
+        return masked(full[:, start : start + high - low].float(), lengths, low)
+
+    def transposed(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        """The transposed convolution without padding: (B, T, C) -> (B, (T - 1) * stride + kernel, C')."""
+        if self.weight.dim() == 4:
+            hidden_states = F.conv_transpose2d(channels_first(hidden_states), self.weight, self.bias, (1, self.stride))
+            return hidden_states.squeeze(2).transpose(1, 2)
+        batch, length, _ = hidden_states.shape
+        channels, taps = self.weight.shape[1], self.kernel // self.stride
+        steps = (hidden_states @ self.weight.flatten(1)).view(batch, length, channels, taps, self.stride)
+        out = self.bias.expand(batch, length + taps - 1, self.stride, channels).clone()
+        for tap in range(taps):
+            out[:, tap : tap + length] += steps[:, :, :, tap].transpose(2, 3)
+        return out.flatten(1, 2)
+
+
+class Residual:
+    """`RvqganResidualUnit` on a stretch of the sequence."""
+
+    def __init__(self, unit: nn.Module, dtype: torch.dtype):
+        self.conv1, self.conv2 = Conv(unit.conv1, unit.snake1, dtype), Conv(unit.conv2, unit.snake2, dtype)
+
+    def size(self, n):
+        return n
+
+    def needs(self, low, high):
+        return self.conv1.needs(low, high)
+
+    def __call__(self, hidden_states, low, high, size, lengths):
+        branch = self.conv2(self.conv1(hidden_states, low, high, size, lengths), low, high, size, lengths)
+        skip = low - max(0, self.needs(low, high)[0])
+        return branch.float().add_(hidden_states[:, skip : skip + high - low])
+
+
+def encoder_stages(encoder: nn.Module) -> list[tuple[float, list]]:
+    """The encoder as steps in float32, in two stages with their tile seconds: up to the last block, then the rest."""
+    steps = [Conv(encoder.conv1, None, torch.float32)]
+    for block in encoder.block:
+        steps += [Residual(unit, torch.float32) for unit in (block.res_unit1, block.res_unit2, block.res_unit3)]
+        last = block is encoder.block[-1]  # its convolution and the next are at the frame rate
+        steps.append(Conv(block.conv1, block.snake1, torch.float32, matrix=last))
+    steps.append(Conv(encoder.conv2, encoder.snake1, torch.float32, matrix=True))
+    return [(TILE_SECONDS, steps[:-6]), (LOW_RATE_TILE_SECONDS, steps[-6:])]
+
+
+def decoder_stages(decoder: nn.Module, dtype: torch.dtype) -> list[tuple[float, list]]:
+    """The decoder as steps in two stages with their tile seconds, up to the first block's end then the rest,
+    convolving in `dtype` except for the last convolution (float32)."""
+    steps = [Conv(decoder.conv1, None, dtype, matrix=True)]
+    for block in decoder.block:
+        first = block is decoder.block[0]  # its transposed convolution, like the one before, reads the frame rate
+        steps.append(ConvTranspose(block.conv_t1, block.snake1, dtype, matrix=first))
+        steps += [Residual(unit, dtype) for unit in (block.res_unit1, block.res_unit2, block.res_unit3)]
+    steps.append(Conv(decoder.conv2, decoder.snake1, torch.float32))
+    return [(LOW_RATE_TILE_SECONDS, steps[:5]), (TILE_SECONDS, steps[5:])]
+
+
+def spans(steps: list, sizes: list[int], low: int, high: int) -> list[tuple[int, int]]:
+    """The positions each step computes for outputs [low, high) of `steps`, whose input has size `sizes[0]`,
+    and first, the input positions they read."""
+    spans = [(low, high)]
+    for step, size in zip(steps[::-1], sizes[-2::-1]):
+        a, b = step.needs(*spans[-1])
+        spans.append((max(0, a), min(b, size)))
+    return spans[::-1]
+
+
+def run(steps: list, inputs: torch.Tensor, offset: int, sizes: list[int], lengths: list, low: int, high: int):
+    """Outputs [low, high) of `steps` from `inputs` (B, T, C), which holds input positions [offset, offset + T)."""
+    (a, b), *outputs = spans(steps, sizes, low, high)
+    hidden_states = inputs[:, a - offset : b - offset]
+    for step, (start, stop), size, step_lengths in zip(steps, outputs, sizes, lengths[1:]):
+        hidden_states = step(hidden_states, start, stop, size, step_lengths)
+    return hidden_states
+
+
+def run_tiled(stages: list[tuple[float, list]], inputs: torch.Tensor, lengths: torch.Tensor | None, rate: float):
+    """The steps of `stages` applied in turn to (B, T, C) `inputs`: (B, T', C') at `rate` positions per second.
+    `lengths` (B,): valid input positions per item, or None.
+
+    The output is computed a block of BLOCK_SECONDS per thread at a time. On CPU, in a block, each stage computes
+    what the next stage reads in tiles of its seconds, run by parallel threads; elsewhere a stage is one tile."""
+    steps = [step for _, stage in stages for step in stage]
+    sizes, all_lengths = [inputs.shape[1]], [lengths]
+    for step in steps:
+        sizes.append(step.size(sizes[-1]))
+        all_lengths.append(None if lengths is None else step.size(all_lengths[-1]))
+    bounds = [0]
+    for _, stage in stages:
+        bounds.append(bounds[-1] + len(stage))
+    device, inference = inputs.device.type, torch.is_inference_mode_enabled()
+    threads = torch.get_num_threads() if device == "cpu" else 1
+
+    def tile(first: int, last: int, hidden_states, offset: int, low: int, high: int):  # in a worker thread
+        with torch.inference_mode(inference), torch.no_grad(), torch.autocast(device, enabled=False):
+            return run(steps[first:last], hidden_states, offset, sizes[first : last + 1], all_lengths[first : last + 1], low, high)
+
+    outputs = inputs.new_empty(inputs.shape[0], sizes[-1], steps[-1].weight.shape[0], dtype=torch.float32)
+    block = max(1, round(BLOCK_SECONDS * threads * rate))
+    torch.set_num_threads(1)  # one tile per thread: no synchronisation inside a tile
+    try:
+        with ThreadPoolExecutor(threads) as pool:
+            for low in range(0, sizes[-1], block):
+                hidden_states, offset = inputs, 0
+                for (seconds, _), first, last in zip(stages, bounds, bounds[1:]):
+                    start, stop = spans(steps[last:], sizes[last:], low, min(low + block, sizes[-1]))[0]
+                    size = round(seconds * rate * sizes[last] / sizes[-1]) if device == "cpu" else stop - start
+                    size = max(1, min(size, -(-(stop - start) // threads)))  # a tile for every thread
+                    tiles = [(first, last, hidden_states, offset, a, min(a + size, stop)) for a in range(start, stop, size)]
+                    hidden_states, offset = torch.cat(list(pool.map(lambda args: tile(*args), tiles)), 1), start
+                outputs[:, low : low + block] = hidden_states
+    finally:
+        torch.set_num_threads(threads)
+    return outputs
+
+
+def encode_latents(encoder: nn.Module, input_values: torch.Tensor, lengths: torch.Tensor | None, frame_rate: float):
+    """`encoder(input_values, lengths)` tile by tile, in float32: (B, 1, T) -> (B, hidden_size, T / hop_length)."""
+    return run_tiled(encoder_stages(encoder), input_values.transpose(1, 2), lengths, frame_rate).transpose(1, 2)
+
+
+def decode_latents(decoder: nn.Module, quantized: torch.Tensor, frames: torch.Tensor | None, sampling_rate: float):
+    """`decoder(quantized, frames)` tile by tile: (B, hidden_size, T') -> (B, 1, T' * hop_length). Under autocast,
+    all convolutions but the last run in the autocast dtype."""
+    device = quantized.device.type
+    dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else torch.float32
+    audio = run_tiled(decoder_stages(decoder, dtype), quantized.transpose(1, 2), frames, sampling_rate)
+    return torch.tanh_(audio).transpose(1, 2)

@@ -1,0 +1,125 @@
+"""The eval-mode fast path (`inference_rvqgan`, tile by tile) against the reference path (`layers_rvqgan`, whole file)."""
+
+import pytest
+import torch
+
+from modeling_rvqgan import RvqganConfig, RvqganModel, inference_rvqgan
+
+from conftest import perturbed, tiny_model
+
+RATIOS = [[2, 4, 4], [2, 5], [3, 5, 2]]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny tiles gain nothing from threads (see test_chunking.py)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def set_tiles(monkeypatch, seconds: float):
+    """Tiles of `seconds` at every rate, in blocks of a few tiles."""
+    monkeypatch.setattr(inference_rvqgan, "TILE_SECONDS", seconds)
+    monkeypatch.setattr(inference_rvqgan, "LOW_RATE_TILE_SECONDS", 2 * seconds)
+    monkeypatch.setattr(inference_rvqgan, "BLOCK_SECONDS", 3 * seconds)
+
+
+def reference(model, audio, padding_mask=None, n_quantizers=None):
+    """Encoder outputs and decoded audio from the reference path (autograd on selects it)."""
+    with torch.enable_grad():
+        encoded = model.encode(audio, padding_mask=padding_mask, n_quantizers=n_quantizers)
+        decoded = model.decode(audio_codes=encoded.audio_codes, padding_mask=padding_mask).audio_values
+    return encoded, decoded.detach()
+
+
+def fast(model, audio, padding_mask=None, n_quantizers=None):
+    with torch.inference_mode():
+        encoded = model.encode(audio, padding_mask=padding_mask, n_quantizers=n_quantizers)
+        decoded = model.decode(audio_codes=encoded.audio_codes, padding_mask=padding_mask).audio_values
+    return encoded, decoded
+
+
+def assert_same(model, audio, padding_mask=None, n_quantizers=None, tolerance=1e-5):
+    expected, expected_audio = reference(model, audio, padding_mask, n_quantizers)
+    got, got_audio = fast(model, audio, padding_mask, n_quantizers)
+    assert torch.equal(got.audio_codes, expected.audio_codes)
+    for key in ("quantized_representation", "projected_latents", "commitment_loss", "codebook_loss"):
+        scale = expected[key].detach().abs().max().clamp(min=1)
+        assert (got[key] - expected[key].detach()).abs().max() <= tolerance * scale, key
+    assert got_audio.shape == expected_audio.shape
+    assert (got_audio - expected_audio).abs().max() <= tolerance
+    assert got_audio.abs().max() > 1e-3  # not a silent output
+
+
+@pytest.mark.parametrize("ratios", RATIOS)
+@pytest.mark.parametrize("tile_seconds", [0.002, 0.03, 10.0])  # tiles of a frame or less, a few frames, all
+def test_tiles_equal_the_reference_path(monkeypatch, ratios, tile_seconds):
+    set_tiles(monkeypatch, tile_seconds)
+    model = tiny_model(seed=len(ratios), downsampling_ratios=ratios)
+    hop = model.config.hop_length
+    for samples in (1, hop, 37 * hop + 5):
+        audio = 0.3 * torch.randn(2, 1, samples, generator=torch.Generator().manual_seed(samples))
+        assert_same(model, audio, n_quantizers=None if samples > hop else 2)
+
+
+@pytest.mark.parametrize("ratios", RATIOS)
+def test_padding_masks_equal_the_reference_path(monkeypatch, ratios):
+    set_tiles(monkeypatch, 0.01)
+    model = tiny_model(downsampling_ratios=ratios)
+    samples = 40 * model.config.hop_length + 3
+    audio = 0.3 * torch.randn(3, 1, samples, generator=torch.Generator().manual_seed(0))
+    padding_mask = torch.ones(3, samples, dtype=torch.long)
+    padding_mask[1, samples // 2 :] = 0
+    padding_mask[2, 7:] = 0
+    assert_same(model, audio, padding_mask)
+
+
+def test_weight_norm_parametrizations_are_used(monkeypatch):
+    """During training, validation runs in eval mode with weight norm applied: the fast path reads the same weights."""
+    set_tiles(monkeypatch, 0.01)
+    model = tiny_model()
+    model.apply_weight_norm()
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if name.endswith("original0"):
+                parameter.mul_(1.5)  # weight = g * v / |v|: a new g changes the weights
+    assert_same(model, 0.3 * torch.randn(1, 1, 1000, generator=torch.Generator().manual_seed(0)), tolerance=1e-4)
+
+
+def test_fast_path_only_in_eval_mode_without_autograd(monkeypatch):
+    calls = []
+    run_tiled = inference_rvqgan.run_tiled
+    monkeypatch.setattr(inference_rvqgan, "run_tiled", lambda *args: calls.append(1) or run_tiled(*args))
+    model = tiny_model()
+    audio = 0.3 * torch.randn(1, 1, 320)
+    model.train()
+    with torch.no_grad():
+        model(audio)
+    model.eval()
+    model(audio)  # autograd on: the reference path, gradients reach the weights
+    assert not calls
+    with torch.no_grad():
+        model(audio)
+    assert len(calls) == 2  # encoder and decoder
+
+
+def test_bf16_autocast_keeps_codes_and_runs_the_decoder_in_bf16():
+    model = tiny_model()
+    audio = 0.3 * torch.randn(2, 1, 50 * model.config.hop_length, generator=torch.Generator().manual_seed(0))
+    expected, expected_audio = fast(model, audio)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got, got_audio = fast(model, audio)
+    assert torch.equal(got.audio_codes, expected.audio_codes)
+    assert got.quantized_representation.dtype == got_audio.dtype == torch.float32
+    difference = (got_audio - expected_audio).abs().max()
+    assert 0 < difference <= 0.02 * expected_audio.abs().max()
+
+
+def test_full_44khz_model_on_one_second():
+    torch.set_num_threads(2)
+    torch.manual_seed(0)
+    model = perturbed(RvqganModel(RvqganConfig())).eval()
+    audio = 0.3 * torch.randn(1, 1, 44100, generator=torch.Generator().manual_seed(1))
+    assert_same(model, audio, tolerance=1e-4)
