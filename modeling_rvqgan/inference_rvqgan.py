@@ -11,6 +11,7 @@ autocast), so nothing is cached and weight norm parametrizations are read once p
 """
 
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -19,6 +20,25 @@ from torch import nn
 BLOCK_SECONDS = 4.0  # output computed at a time, per thread: bounds the memory
 TILE_SECONDS = 0.5  # CPU tiles at high rates, small enough for the L3 cache
 LOW_RATE_TILE_SECONDS = 4.0  # CPU tiles at the lowest rates, where the weights are large and the activations small
+
+
+def autocast_dtype(device: torch.device) -> torch.dtype:
+    """The autocast dtype on `device`, or float32 without autocast."""
+    return torch.get_autocast_dtype(device.type) if torch.is_autocast_enabled(device.type) else torch.float32
+
+
+@contextmanager
+def fast_inference(device: torch.device):
+    """Inside, autocast is off and torch ops use one thread; yields the number of threads to run tiles on (the
+    intra-op thread count on CPU, 1 elsewhere). Ops spread over threads stall whenever one thread is preempted,
+    which tiles of their own per thread avoid. The thread count is process-wide: restored on exit."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.autocast(device.type, enabled=False):
+            yield threads if device.type == "cpu" else 1
+    finally:
+        torch.set_num_threads(threads)
 
 
 def channels_first(hidden_states: torch.Tensor) -> torch.Tensor:
@@ -179,12 +199,12 @@ def run(steps: list, inputs: torch.Tensor, offset: int, sizes: list[int], length
     return hidden_states
 
 
-def run_tiled(stages: list[tuple[float, list]], inputs: torch.Tensor, lengths: torch.Tensor | None, rate: float):
+def run_tiled(stages: list[tuple[float, list]], inputs: torch.Tensor, lengths: torch.Tensor | None, rate: float, threads: int):
     """The steps of `stages` applied in turn to (B, T, C) `inputs`: (B, T', C') at `rate` positions per second.
-    `lengths` (B,): valid input positions per item, or None.
+    `lengths` (B,): valid input positions per item, or None. Called within `fast_inference`.
 
     The output is computed a block of BLOCK_SECONDS per thread at a time. On CPU, in a block, each stage computes
-    what the next stage reads in tiles of its seconds, run by parallel threads; elsewhere a stage is one tile."""
+    what the next stage reads in tiles of its seconds, run by `threads` threads; elsewhere a stage is one tile."""
     steps = [step for _, stage in stages for step in stage]
     sizes, all_lengths = [inputs.shape[1]], [lengths]
     for step in steps:
@@ -193,41 +213,36 @@ def run_tiled(stages: list[tuple[float, list]], inputs: torch.Tensor, lengths: t
     bounds = [0]
     for _, stage in stages:
         bounds.append(bounds[-1] + len(stage))
-    device, inference = inputs.device.type, torch.is_inference_mode_enabled()
-    threads = torch.get_num_threads() if device == "cpu" else 1
+    cpu, inference = inputs.device.type == "cpu", torch.is_inference_mode_enabled()
 
-    def tile(first: int, last: int, hidden_states, offset: int, low: int, high: int):  # in a worker thread
-        with torch.inference_mode(inference), torch.no_grad(), torch.autocast(device, enabled=False):
+    def tile(first: int, last: int, hidden_states, offset: int, low: int, high: int):
+        with torch.inference_mode(inference), torch.no_grad():  # grad mode is per thread
             return run(steps[first:last], hidden_states, offset, sizes[first : last + 1], all_lengths[first : last + 1], low, high)
 
     outputs = inputs.new_empty(inputs.shape[0], sizes[-1], steps[-1].weight.shape[0], dtype=torch.float32)
     block = max(1, round(BLOCK_SECONDS * threads * rate))
-    torch.set_num_threads(1)  # one tile per thread: no synchronisation inside a tile
-    try:
-        with ThreadPoolExecutor(threads) as pool:
-            for low in range(0, sizes[-1], block):
-                hidden_states, offset = inputs, 0
-                for (seconds, _), first, last in zip(stages, bounds, bounds[1:]):
-                    start, stop = spans(steps[last:], sizes[last:], low, min(low + block, sizes[-1]))[0]
-                    size = round(seconds * rate * sizes[last] / sizes[-1]) if device == "cpu" else stop - start
-                    size = max(1, min(size, -(-(stop - start) // threads)))  # a tile for every thread
-                    tiles = [(first, last, hidden_states, offset, a, min(a + size, stop)) for a in range(start, stop, size)]
-                    hidden_states, offset = torch.cat(list(pool.map(lambda args: tile(*args), tiles)), 1), start
-                outputs[:, low : low + block] = hidden_states
-    finally:
-        torch.set_num_threads(threads)
+    with ThreadPoolExecutor(threads) as pool:
+        apply = pool.map if threads > 1 else map
+        for low in range(0, sizes[-1], block):
+            hidden_states, offset = inputs, 0
+            for (seconds, _), first, last in zip(stages, bounds, bounds[1:]):
+                start, stop = spans(steps[last:], sizes[last:], low, min(low + block, sizes[-1]))[0]
+                size = round(seconds * rate * sizes[last] / sizes[-1]) if cpu else stop - start
+                size = max(1, min(size, -(-(stop - start) // threads)))  # a tile for every thread
+                tiles = [(first, last, hidden_states, offset, a, min(a + size, stop)) for a in range(start, stop, size)]
+                hidden_states, offset = torch.cat(list(apply(lambda args: tile(*args), tiles)), 1), start
+            outputs[:, low : low + block] = hidden_states
     return outputs
 
 
-def encode_latents(encoder: nn.Module, input_values: torch.Tensor, lengths: torch.Tensor | None, frame_rate: float):
+def encode_latents(encoder: nn.Module, input_values: torch.Tensor, lengths: torch.Tensor | None, frame_rate: float, threads: int):
     """`encoder(input_values, lengths)` tile by tile, in float32: (B, 1, T) -> (B, hidden_size, T / hop_length)."""
-    return run_tiled(encoder_stages(encoder), input_values.transpose(1, 2), lengths, frame_rate).transpose(1, 2)
+    return run_tiled(encoder_stages(encoder), input_values.transpose(1, 2), lengths, frame_rate, threads).transpose(1, 2)
 
 
-def decode_latents(decoder: nn.Module, quantized: torch.Tensor, frames: torch.Tensor | None, sampling_rate: float):
-    """`decoder(quantized, frames)` tile by tile: (B, hidden_size, T') -> (B, 1, T' * hop_length). Under autocast,
-    all convolutions but the last run in the autocast dtype."""
-    device = quantized.device.type
-    dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else torch.float32
-    audio = run_tiled(decoder_stages(decoder, dtype), quantized.transpose(1, 2), frames, sampling_rate)
+def decode_latents(decoder: nn.Module, quantized: torch.Tensor, frames: torch.Tensor | None, sampling_rate: float,
+                   dtype: torch.dtype, threads: int):
+    """`decoder(quantized, frames)` tile by tile, all convolutions but the last in `dtype`:
+    (B, hidden_size, T') -> (B, 1, T' * hop_length)."""
+    audio = run_tiled(decoder_stages(decoder, dtype), quantized.transpose(1, 2), frames, sampling_rate, threads)
     return torch.tanh_(audio).transpose(1, 2)

@@ -92,12 +92,10 @@ class RvqganResidualVectorQuantizer(nn.Module):
         return quantized, torch.stack(codes, dim=1), torch.cat(projected_latents, dim=1), commitment_loss, codebook_loss
 
     def from_codes(self, audio_codes: torch.Tensor) -> torch.Tensor:
-        """(B, n_q, T) codes of the first n_q codebooks -> quantized representation (B, hidden_size, T), in float32
-        even under autocast."""
+        """(B, n_q, T) codes of the first n_q codebooks -> quantized representation (B, hidden_size, T)."""
         if not 1 <= audio_codes.shape[1] <= len(self.quantizers):
             raise ValueError(f"`audio_codes` must have 1 to {len(self.quantizers)} codebooks, got shape {tuple(audio_codes.shape)}.")
         quantized = 0
-        with torch.autocast(audio_codes.device.type, enabled=False):
-            for quantizer, codes in zip(self.quantizers, audio_codes.unbind(1)):
-                quantized = quantized + quantizer.out_proj(quantizer.codebook(codes).transpose(1, 2))
+        for quantizer, codes in zip(self.quantizers, audio_codes.unbind(1)):
+            quantized = quantized + quantizer.out_proj(quantizer.codebook(codes).transpose(1, 2))
         return quantized
