@@ -8,7 +8,8 @@ eval mode under `torch.inference_mode`.
 For each input length the variants alternate, `--repeats` times after a 1 s warm-up each; the table gives medians:
 - DacModel fp32, and DacModel under `torch.autocast("cpu", dtype=torch.bfloat16)`;
 - rvqgan fp32, and rvqgan under the same autocast (its decoder convolves in bf16; encoder and quantizer stay fp32).
-"x" is DacModel fp32's median time over the variant's. GFLOP/s counts the convolutions' multiply-adds (x2) and is
+"x" is the median over the repeats of DacModel fp32's time over the variant's in the same repeat (robust to load
+that changes between repeats on a shared machine). GFLOP/s counts the convolutions' multiply-adds (x2) and is
 compared with the measured peak of a 2048 x 2048 float32 or bf16 matrix product on the same threads.
 Checks, on the last repeat: codes identical to DacModel fp32's (%), largest |audio difference| between decoding
 DacModel's codes with both models; for bf16, codes identical to rvqgan fp32's and the mel distance
@@ -113,17 +114,15 @@ def main():
                 outputs[variant] = codes, decoded
                 print(f"{seconds:g} s {variant}: encode {timing[0]:.2f} s, decode {timing[1]:.2f} s, "
                       f"load {os.getloadavg()[0]:.1f}", flush=True)
-        medians = {v: [statistics.median(t[i] for t in times[v]) for i in range(2)] for v in VARIANTS}
-        for v in VARIANTS:
-            medians[v].append(statistics.median(sum(t) for t in times[v]))
-        reference = medians["DacModel fp32"]
         for variant in VARIANTS:
-            encode, decode, both = medians[variant]
-            gflops = (encode_flops + decode_flops) / both / 1e9
+            cells = []
+            for part in (lambda t: t[0], lambda t: t[1], sum):  # encode, decode, both
+                seconds_taken = statistics.median(part(t) for t in times[variant])
+                ratio = statistics.median(part(d) / part(t) for d, t in zip(times["DacModel fp32"], times[variant]))
+                cells.append(f"{seconds_taken:.2f} ({ratio:.2f}x)")
+            gflops = (encode_flops + decode_flops) / statistics.median(sum(t) for t in times[variant]) / 1e9
             peak = peaks[variant.split()[1]]
-            rows.append(f"| {seconds:g} s | {variant} | {encode:.2f} ({reference[0] / encode:.2f}x) | "
-                        f"{decode:.2f} ({reference[1] / decode:.2f}x) | {both:.2f} ({reference[2] / both:.2f}x) | "
-                        f"{gflops:.0f} | {100 * gflops / peak:.0f} % |")
+            rows.append(f"| {seconds:g} s | {variant} | {' | '.join(cells)} | {gflops:.0f} | {100 * gflops / peak:.0f} % |")
 
         dac_codes, dac_audio = outputs["DacModel fp32"]
         codes, _ = outputs["rvqgan fp32"]

@@ -76,6 +76,20 @@ def test_padding_masks_equal_the_reference_path(monkeypatch, ratios):
     assert_same(model, audio, padding_mask)
 
 
+def test_tiles_in_parallel_threads(monkeypatch):
+    """Tiles run on the intra-op thread count's worth of threads, whose torch ops use one thread; the count is back
+    to what it was afterwards."""
+    set_tiles(monkeypatch, 0.01)
+    torch.set_num_threads(2)
+    threads_inside = []
+    run = inference_rvqgan.run
+    monkeypatch.setattr(inference_rvqgan, "run", lambda *args: threads_inside.append(torch.get_num_threads()) or run(*args))
+    model = tiny_model()
+    assert_same(model, 0.3 * torch.randn(2, 1, 3000, generator=torch.Generator().manual_seed(0)))
+    assert len(threads_inside) > 10 and set(threads_inside) == {1}
+    assert torch.get_num_threads() == 2
+
+
 def test_weight_norm_parametrizations_are_used(monkeypatch):
     """During training, validation runs in eval mode with weight norm applied: the fast path reads the same weights."""
     set_tiles(monkeypatch, 0.01)
