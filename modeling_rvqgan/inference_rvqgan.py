@@ -6,7 +6,9 @@ a file edge zero-pads exactly as the whole-file pass does, so the output does no
 float rounding of the convolution kernels). On CPU, tiles run in parallel, one per thread.
 
 Activations are (B, T, C), channels last, which oneDNN convolves without reordering. At the frame rate, where rows
-are few and weights large, convolutions are matrix products instead. Weights are used as stored (cast under
+are few and weights large, convolutions are matrix products instead, computed as oneDNN 1x1 convolutions: MKL's
+matrix products round differently when several threads call them at once, which would make outputs vary from call
+to call. Weights are used as stored (cast under
 autocast), so nothing is cached and weight norm parametrizations are read once per call.
 """
 
@@ -46,6 +48,11 @@ def channels_first(hidden_states: torch.Tensor) -> torch.Tensor:
     return hidden_states.transpose(1, 2).unsqueeze(2)
 
 
+def matrix_product(hidden_states: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """`F.linear` of (B, T, C) `hidden_states` and (C', C, 1, 1) `weight` as a 1x1 convolution: (B, T, C')."""
+    return F.conv2d(channels_first(hidden_states), weight, bias).squeeze(2).transpose(1, 2)
+
+
 def masked(hidden_states: torch.Tensor, lengths: torch.Tensor | None, start: int) -> torch.Tensor:
     """Zero the rows of (B, T, C) `hidden_states`, which start at position `start`, from each item's length on."""
     if lengths is None:
@@ -63,8 +70,8 @@ class Conv:
     def __init__(self, conv: nn.Conv1d, activation: nn.Module | None, dtype: torch.dtype, matrix: bool = False):
         (self.kernel,), (self.stride,), (self.padding,), (self.dilation,) = conv.kernel_size, conv.stride, conv.padding, conv.dilation
         weight = conv.weight.to(dtype)
-        self.weight = weight.flatten(1) if matrix else weight.unsqueeze(2)  # (C', C * k) or (C', C, 1, k)
-        self.bias, self.dtype = conv.bias.to(dtype), dtype
+        self.weight = weight.flatten(1)[..., None, None] if matrix else weight.unsqueeze(2)  # (C', C * k, 1, 1) or (C', C, 1, k)
+        self.bias, self.dtype, self.matrix = conv.bias.to(dtype), dtype, matrix
         self.alpha = None if activation is None else activation.alpha.reshape(-1).float()
         self.inverse = None if activation is None else (self.alpha + 1e-9).reciprocal()
 
@@ -84,9 +91,9 @@ class Conv:
         hidden_states = self.activate(hidden_states)
         if a < 0 or b > size:
             hidden_states = F.pad(hidden_states, (0, 0, max(0, -a), max(0, b - size)))
-        if self.weight.dim() == 2:  # columns (B, T', C * k) of k steps
+        if self.matrix:  # columns (B, T', C * k) of k steps
             columns = hidden_states.unfold(1, self.kernel, self.stride).flatten(2)
-            return masked(F.linear(columns, self.weight, self.bias), lengths, low)
+            return masked(matrix_product(columns, self.weight, self.bias), lengths, low)
         stride, dilation = (1, self.stride), (1, self.dilation)
         hidden_states = F.conv2d(channels_first(hidden_states), self.weight, self.bias, stride, 0, dilation)
         return masked(hidden_states.squeeze(2).transpose(1, 2), lengths, low)
@@ -110,7 +117,9 @@ class ConvTranspose(Conv):
     def __init__(self, conv: nn.ConvTranspose1d, activation: nn.Module, dtype: torch.dtype, matrix: bool = False):
         super().__init__(conv, activation, dtype)
         (self.output_padding,) = conv.output_padding
-        self.weight = self.weight.squeeze(2) if matrix else self.weight  # (C, C', k) or (C, C', 1, k)
+        self.matrix = matrix
+        if matrix:  # (C, C', 1, k) -> (C' * k, C, 1, 1)
+            self.weight = self.weight.flatten(1).T[..., None, None].contiguous()
 
     def size(self, n):
         return (n - 1) * self.stride - 2 * self.padding + self.kernel + self.output_padding
@@ -127,12 +136,12 @@ class ConvTranspose(Conv):
 
     def transposed(self, hidden_states: torch.Tensor) -> torch.Tensor:
         """The transposed convolution without padding: (B, T, C) -> (B, (T - 1) * stride + kernel, C')."""
-        if self.weight.dim() == 4:
+        if not self.matrix:
             hidden_states = F.conv_transpose2d(channels_first(hidden_states), self.weight, self.bias, (1, self.stride))
             return hidden_states.squeeze(2).transpose(1, 2)
         batch, length, _ = hidden_states.shape
-        channels, taps = self.weight.shape[1], self.kernel // self.stride
-        steps = (hidden_states @ self.weight.flatten(1)).view(batch, length, channels, taps, self.stride)
+        channels, taps = self.bias.shape[0], self.kernel // self.stride
+        steps = matrix_product(hidden_states, self.weight).reshape(batch, length, channels, taps, self.stride)
         out = self.bias.expand(batch, length + taps - 1, self.stride, channels).clone()
         for tap in range(taps):
             out[:, tap : tap + length] += steps[:, :, :, tap].transpose(2, 3)
