@@ -4,6 +4,8 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -14,44 +16,77 @@ class AudioFileError(ValueError):
     """An audio file that cannot be read or written, with the reason."""
 
 
-def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
-    """Decode a file -> float32 `(channels, samples)` and its sampling rate."""
+BLOCK_SECONDS = 10.0  # audio read or written at a time
+
+
+@contextmanager
+def open_audio(path: str | Path) -> Iterator[sf.SoundFile]:
+    """Open a file for reading: with soundfile for wav/flac/ogg/mp3/opus, else as a float WAV decoded by ffmpeg
+    into a temporary folder that lasts as long as the context."""
     path = Path(path)
     try:
-        audio, rate = sf.read(path, dtype="float32", always_2d=True)
+        file = sf.SoundFile(path)
     except sf.LibsndfileError as error:
         if not path.is_file():
             raise AudioFileError(f"{path}: no such file") from None
-        audio, rate = _read_with_ffmpeg(path, error)
+        with tempfile.TemporaryDirectory() as tmp:
+            with sf.SoundFile(_decode_with_ffmpeg(path, error, Path(tmp) / "decoded.wav")) as file:
+                yield file
+        return
     except OSError as error:
         raise AudioFileError(f"{path}: {error.strerror or error}") from None
-    if audio.shape[0] == 0:
-        raise AudioFileError(f"{path}: the file holds no audio samples")
-    if not np.isfinite(audio).all():
-        raise AudioFileError(f"{path}: the audio contains NaN or infinite values")
-    return np.ascontiguousarray(audio.T), rate
+    with file:
+        yield file
 
 
-def _read_with_ffmpeg(path: Path, soundfile_error: Exception) -> tuple[np.ndarray, int]:
+def iter_blocks(file: sf.SoundFile) -> Iterator[np.ndarray]:
+    """The audio of an open file from its start, as float32 `(channels, n)` blocks of BLOCK_SECONDS. Raises AudioFileError (without
+    the file name) for a file without samples, NaN or infinite values, or data that cannot be decoded."""
+    file.seek(0)
+    empty = True
+    try:
+        for block in file.blocks(max(1, round(BLOCK_SECONDS * file.samplerate)), dtype="float32", always_2d=True):
+            if not np.isfinite(block).all():
+                raise AudioFileError("the audio contains NaN or infinite values")
+            empty = False
+            yield np.ascontiguousarray(block.T)
+    except sf.LibsndfileError as error:
+        raise AudioFileError(f"unreadable or corrupt audio ({error})") from None
+    if empty:
+        raise AudioFileError("the file holds no audio samples")
+
+
+def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
+    """Decode a file -> float32 `(channels, samples)` and its sampling rate."""
+    with open_audio(path) as file:
+        try:
+            return np.concatenate(list(iter_blocks(file)), axis=1), file.samplerate
+        except AudioFileError as error:
+            raise AudioFileError(f"{path}: {error}") from None
+
+
+def _decode_with_ffmpeg(path: Path, soundfile_error: Exception, wav: Path) -> Path:
     if shutil.which("ffmpeg") is None:
         raise AudioFileError(f"{path}: unreadable audio ({soundfile_error}); install ffmpeg for other formats")
-    with tempfile.TemporaryDirectory() as tmp:
-        wav = Path(tmp) / "decoded.wav"
-        result = subprocess.run(
-            ["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-vn", "-c:a", "pcm_f32le", str(wav)],
-            capture_output=True, text=True,
-        )
-        if result.returncode != 0 or not wav.exists():
-            reason = (result.stderr.strip().splitlines() or ["ffmpeg could not decode it"])[-1]
-            raise AudioFileError(f"{path}: unreadable or corrupt audio ({reason})")
-        return sf.read(wav, dtype="float32", always_2d=True)
+    result = subprocess.run(
+        ["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-vn", "-c:a", "pcm_f32le", str(wav)],
+        capture_output=True, text=True,
+    )
+    if result.returncode != 0 or not wav.exists():
+        reason = (result.stderr.strip().splitlines() or ["ffmpeg could not decode it"])[-1]
+        raise AudioFileError(f"{path}: unreadable or corrupt audio ({reason})")
+    return wav
+
+
+def refuse_existing(path: Path, force: bool):
+    if path.exists() and not force:
+        raise AudioFileError(f"{path}: exists (use --force to overwrite)")
 
 
 def write_atomically(path: str | Path, write, force: bool = False):
     """Call `write(temporary_path)` and move the result to `path` only once it is complete."""
     path = Path(path)
-    if path.exists() and not force:
-        raise AudioFileError(f"{path}: exists (use --force to overwrite)")
+    refuse_existing(path, force)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
     os.close(handle)
@@ -63,8 +98,13 @@ def write_atomically(path: str | Path, write, force: bool = False):
             os.remove(temporary)
 
 
-def write_audio(path: str | Path, audio: np.ndarray, rate: int, force: bool = False):
-    """Write float32 `(channels, samples)` audio as WAV (32-bit float) or FLAC (24-bit), by the file suffix."""
+def write_audio(path: str | Path, blocks: Iterable[np.ndarray], rate: int, channels: int, force: bool = False):
+    """Write float32 `(channels, n)` blocks as one WAV (32-bit float) or FLAC (24-bit) file, by the file suffix."""
     subtype = "FLOAT" if Path(path).suffix.lower() == ".wav" else "PCM_24"
-    audio = audio if subtype == "FLOAT" else np.clip(audio, -1, 1)
-    write_atomically(path, lambda tmp: sf.write(tmp, audio.T, rate, subtype=subtype), force)
+
+    def write(temporary: str):
+        with sf.SoundFile(temporary, "w", rate, channels, subtype, format=Path(path).suffix[1:].upper()) as file:
+            for block in blocks:
+                file.write((block if subtype == "FLOAT" else np.clip(block, -1, 1)).T)
+
+    write_atomically(path, write, force)

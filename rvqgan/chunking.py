@@ -7,7 +7,7 @@ pass, and windows at the file edges start or end at the file edge, seeing the sa
 """
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import torch
 from tqdm.auto import tqdm
@@ -41,23 +41,59 @@ def receptive_field(config: RvqganConfig) -> tuple[int, int]:
     return tuple(max(-(low // hop), high // hop) for low, high in map(_reach, (encoder, decoder)))
 
 
-def _windows(
-    config: RvqganConfig, n_frames: int, window_frames: int | None, context: int, progress: Progress
-) -> Iterator[tuple[int, int, int, int]]:
-    """(start, stop, first, last) per window: centre frames [start, stop) computed from frames [first, last)."""
+def _window_frames(config: RvqganConfig, window_frames: int | None) -> int:
     if window_frames is None:
-        window_frames = max(1, round(DEFAULT_WINDOW_SECONDS * config.frame_rate))
+        return max(1, round(DEFAULT_WINDOW_SECONDS * config.frame_rate))
     if window_frames < 1:
         raise ValueError(f"`window_frames` must be positive, got {window_frames}.")
-    starts = range(0, n_frames, window_frames)
-    bar = tqdm(total=len(starts), unit="window", disable=progress is not True)
-    for done, start in enumerate(starts, 1):
-        stop = min(start + window_frames, n_frames)
-        yield start, stop, max(0, start - context), min(n_frames, stop + context)
-        bar.update()
-        if callable(progress):
-            progress(done, len(starts))
-    bar.close()
+    return window_frames
+
+
+def _tracked(items: Iterable, total: int, progress: Progress) -> Iterator:
+    """`items`, with a tqdm bar (progress True) or a callable `progress(done, total)` called after each."""
+    with tqdm(total=total, unit="window", disable=progress is not True) as bar:
+        for done, item in enumerate(items, 1):
+            yield item
+            bar.update()
+            if callable(progress):
+                progress(done, total)
+
+
+def encode_stream(
+    model: RvqganModel,
+    blocks: Iterable[torch.Tensor],
+    n_quantizers: int | None = None,
+    window_frames: int | None = None,
+) -> Iterator[torch.LongTensor]:
+    """Encode audio given as consecutive blocks (B, 1, n) of any lengths, window by window, holding one window and
+    its context at a time. Yields the codes (B, n_q, window_frames) of consecutive windows (the last one shorter):
+    together `encode_chunked` of the concatenated blocks.
+    """
+    hop, context = model.config.hop_length, receptive_field(model.config)[0]
+    window = _window_frames(model.config, window_frames)
+    buffer, offset, start = None, 0, 0  # buffer: samples [offset, offset + length); start: the next centre frame
+
+    def encode(first: int, stop: int, last: int) -> torch.LongTensor:
+        # a window reaching the file end is cut there, so the model zero-pads it exactly as it pads the whole file
+        with torch.inference_mode():
+            window_input = buffer[..., first * hop - offset : last * hop - offset]
+            codes = model.encode(window_input, n_quantizers=n_quantizers).audio_codes
+        return codes[..., start - first : stop - first].clone()
+
+    for block in blocks:
+        buffer = block if buffer is None else torch.cat([buffer, block], -1)
+        while offset + buffer.shape[-1] >= (start + window + context) * hop:  # more follows: not the file end
+            yield encode(max(0, start - context), start + window, start + window + context)
+            start += window
+            drop = max(0, start - context) * hop - offset
+            buffer, offset = buffer[..., drop:], offset + drop
+    n_frames = 0 if buffer is None else -(-(offset + buffer.shape[-1]) // hop)
+    if n_frames == 0:
+        raise ValueError("`input_values` is empty.")
+    while start < n_frames:
+        stop = min(start + window, n_frames)
+        yield encode(max(0, start - context), stop, min(n_frames, stop + context))
+        start = stop
 
 
 def encode_chunked(
@@ -74,20 +110,10 @@ def encode_chunked(
     window_frames: centre frames per window (default about 30 s); each window adds `receptive_field(config)[0]`
         frames of context per side. progress: True for a tqdm bar, or a callable `(windows_done, windows_total)`.
     """
-    hop = model.config.hop_length
-    context = receptive_field(model.config)[0]
-    n_frames = -(-input_values.shape[-1] // hop)
-    if n_frames == 0:
-        raise ValueError("`input_values` is empty.")
-    codes = None
-    for start, stop, first, last in _windows(model.config, n_frames, window_frames, context, progress):
-        # a window reaching the file end is cut at T, so the model zero-pads it exactly as it pads the whole file
-        with torch.inference_mode():
-            window = model.encode(input_values[..., first * hop : last * hop], n_quantizers=n_quantizers).audio_codes
-        if codes is None:
-            codes = torch.empty(*window.shape[:2], n_frames, dtype=torch.long, device=window.device)
-        codes[..., start:stop] = window[..., start - first : stop - first]
-    return codes
+    n_frames = -(-input_values.shape[-1] // model.config.hop_length)
+    windows = -(-n_frames // _window_frames(model.config, window_frames))
+    codes = encode_stream(model, [input_values], n_quantizers, window_frames)
+    return torch.cat(list(_tracked(codes, windows, progress)), -1)
 
 
 def iter_decode(
@@ -104,12 +130,14 @@ def iter_decode(
     window_frames: centre frames per window (default about 30 s); each window adds `receptive_field(config)[1]`
         frames of context per side. progress: as in `encode_chunked`.
     """
-    hop = model.config.hop_length
-    context = receptive_field(model.config)[1]
-    for start, stop, first, last in _windows(model.config, audio_codes.shape[-1], window_frames, context, progress):
+    hop, context = model.config.hop_length, receptive_field(model.config)[1]
+    n_frames, window = audio_codes.shape[-1], _window_frames(model.config, window_frames)
+    for start in _tracked(range(0, n_frames, window), -(-n_frames // window), progress):
+        stop = min(start + window, n_frames)
+        first, last = max(0, start - context), min(n_frames, stop + context)
         with torch.inference_mode():
-            window = model.decode(audio_codes=audio_codes[..., first:last]).audio_values
-        yield window[..., (start - first) * hop : (stop - first) * hop]
+            audio = model.decode(audio_codes=audio_codes[..., first:last]).audio_values
+        yield audio[..., (start - first) * hop : (stop - first) * hop]
 
 
 def decode_chunked(

@@ -10,10 +10,11 @@ import logging
 import sys
 from pathlib import Path
 
+import transformers
 from tqdm.auto import tqdm
 
-from .audio_io import AudioFileError, read_audio, write_atomically, write_audio
-from .codec import compress, decompress
+from .audio_io import AudioFileError, iter_blocks, open_audio, refuse_existing, write_atomically, write_audio
+from .codec import compress_blocks, decompress_blocks
 from .container import RvqFormatError, read
 from .models import load_model
 
@@ -37,9 +38,11 @@ def encode(args) -> int:
     failures = 0
     for source, target in tqdm(find_inputs(args.inputs, AUDIO_SUFFIXES, Path(args.output), ".rvq"), disable=args.quiet, unit="file"):
         try:
-            audio, rate = read_audio(source)
-            data = compress(model, audio, rate, n_quantizers=args.n_quantizers, kbps=args.kbps, entropy=not args.no_entropy,
-                            normalize=not args.no_normalize, identity=identity, progress=not args.quiet)
+            refuse_existing(target, args.force)  # before the work
+            with open_audio(source) as file:
+                data = compress_blocks(model, lambda: iter_blocks(file), file.samplerate, file.channels, args.n_quantizers,
+                                       args.kbps, not args.no_entropy, not args.no_normalize, identity, not args.quiet,
+                                       file.frames / file.samplerate)
             write_atomically(target, lambda tmp: Path(tmp).write_bytes(data), args.force)
         except (AudioFileError, RvqFormatError, ValueError) as error:
             failures += report(source, error)
@@ -51,8 +54,8 @@ def decode(args) -> int:
     failures = 0
     for source, target in tqdm(find_inputs(args.inputs, {".rvq"}, Path(args.output), f".{args.format}"), disable=args.quiet, unit="file"):
         try:
-            audio, rate = decompress(model, read_bytes(source), identity=identity, progress=not args.quiet)
-            write_audio(target, audio, rate, args.force)
+            header, blocks = decompress_blocks(model, read_bytes(source), identity=identity, progress=not args.quiet)
+            write_audio(target, blocks, header.sample_rate, header.channels, args.force)
         except (AudioFileError, RvqFormatError, ValueError) as error:
             failures += report(source, error)
     return 1 if failures else 0
@@ -114,7 +117,10 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
-    logging.basicConfig(format="rvqgan: %(message)s", level=logging.ERROR if getattr(args, "quiet", False) else logging.WARNING)
+    quiet = getattr(args, "quiet", False)
+    logging.basicConfig(format="rvqgan: %(message)s", level=logging.ERROR if quiet else logging.WARNING)
+    if quiet:
+        transformers.utils.logging.disable_progress_bar()  # "Loading weights"
     try:
         return args.run(args)
     except (OSError, ValueError) as error:  # e.g. a model that cannot be loaded

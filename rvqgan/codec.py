@@ -1,15 +1,85 @@
-"""Audio <-> `.rvq` bytes: loudness normalisation, resampling, chunk-invariant coding and the container."""
+"""Audio <-> `.rvq` bytes: loudness normalisation, resampling, chunk-invariant coding and the container, streamed
+block by block so that memory does not grow with the length of the audio."""
+
+from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 import soxr
 import torch
+from tqdm.auto import tqdm
 
-from feature_extraction import RvqganFeatureExtractor
 from modeling_rvqgan import RvqganModel
 
-from .chunking import decode_chunked, encode_chunked
+from .chunking import encode_stream, iter_decode
 from .container import RvqFormatError, RvqHeader, read, write
-from .loudness import apply_gain, normalization_gain_db
+from .loudness import LoudnessMeter, apply_gain
+
+
+def resampled(blocks: Iterable[np.ndarray], in_rate: int, out_rate: int, channels: int) -> Iterator[np.ndarray]:
+    """Float32 `(channels, n)` blocks resampled with soxr ("HQ"): together, `soxr.resample` of their concatenation."""
+    if in_rate == out_rate:
+        yield from blocks
+        return
+    stream = soxr.ResampleStream(in_rate, out_rate, channels, dtype="float32", quality="HQ")
+    for block in blocks:
+        yield np.ascontiguousarray(stream.resample_chunk(np.ascontiguousarray(block.T)).T)
+    yield np.ascontiguousarray(stream.resample_chunk(np.zeros((0, channels), np.float32), last=True).T)
+
+
+def compress_blocks(
+    model: RvqganModel,
+    blocks: Callable[[], Iterable[np.ndarray]],
+    sampling_rate: int,
+    channels: int,
+    n_quantizers: int | None = None,
+    kbps: float | None = None,
+    entropy: bool = True,
+    normalize: bool = True,
+    identity: str = "",
+    progress: bool = False,
+    seconds: float | None = None,
+) -> bytes:
+    """Compress audio read as float32 `(channels, n)` blocks from `blocks()` (called twice when `normalize`: once
+    to measure, once to encode) into `.rvq` bytes, holding a few blocks at a time. See `compress`; `seconds`: the
+    duration, if known, for the progress bar."""
+    config = model.config
+    if kbps is not None:
+        n_quantizers = config.kbps_to_n_quantizers(kbps)
+    gain_db = 0.0
+    if normalize:  # measured at the model rate, where DAC measures it
+        meter = LoudnessMeter(config.sampling_rate, channels)
+        for block in resampled(blocks(), sampling_rate, config.sampling_rate, channels):
+            meter.add(block)
+        gain_db = meter.gain_db()
+    device = next(model.parameters()).device
+    length = 0
+
+    def counted() -> Iterator[np.ndarray]:
+        nonlocal length
+        for block in blocks():
+            length += block.shape[-1]
+            yield block
+
+    gained = (apply_gain(b, gain_db) for b in resampled(counted(), sampling_rate, config.sampling_rate, channels))
+    windows = encode_stream(model, (torch.from_numpy(b)[:, None].to(device) for b in gained), n_quantizers)
+    chunks = []
+    with tqdm(total=seconds, unit="s", disable=not progress, bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s [{elapsed}<{remaining}]") as bar:
+        for window in windows:
+            chunks.append(window.cpu())
+            bar.update(window.shape[-1] / config.frame_rate)
+    codes = torch.cat(chunks, -1)
+    header = RvqHeader(
+        model_id=identity,
+        sample_rate=sampling_rate,
+        channels=channels,
+        original_length=length,
+        n_q=codes.shape[1],
+        bits=config.bits_per_codebook,
+        frames=codes.shape[-1],
+        gain_db=-gain_db,
+        entropy_coded=entropy,
+    )
+    return write(header, codes.numpy())
 
 
 def compress(
@@ -29,33 +99,17 @@ def compress(
     (the gain is undone by `decompress`). `kbps` picks the nearest number of codebooks; default: all.
     `identity` names the model (see `models.load_model`); `decompress` refuses a file made by another model.
     """
-    config = model.config
-    audio = np.asarray(audio)
+    audio = np.asarray(audio, dtype=np.float32)
     audio = audio[None] if audio.ndim == 1 else audio
-    extractor = RvqganFeatureExtractor(sampling_rate=config.sampling_rate, hop_length=config.hop_length)
-    input_values = extractor([audio], sampling_rate=sampling_rate, channels="separate", return_tensors="pt")["input_values"]
-    gain_db = normalization_gain_db(input_values[:, 0].numpy(), config.sampling_rate) if normalize else 0.0
-    input_values *= 10 ** (gain_db / 20)
-    if kbps is not None:
-        n_quantizers = config.kbps_to_n_quantizers(kbps)
-    device = next(model.parameters()).device
-    codes = encode_chunked(model, input_values.to(device), n_quantizers, progress=progress)
-    header = RvqHeader(
-        model_id=identity,
-        sample_rate=sampling_rate,
-        channels=audio.shape[0],
-        original_length=audio.shape[-1],
-        n_q=codes.shape[1],
-        bits=config.bits_per_codebook,
-        frames=codes.shape[-1],
-        gain_db=-gain_db,
-        entropy_coded=entropy,
-    )
-    return write(header, codes.cpu().numpy())
+    if audio.ndim != 2:
+        raise ValueError(f"Expected (channels, samples) or (samples,) audio, got shape {audio.shape}")
+    return compress_blocks(model, lambda: [audio], sampling_rate, audio.shape[0], n_quantizers, kbps, entropy, normalize,
+                           identity, progress, audio.shape[-1] / sampling_rate)
 
 
-def decompress(model: RvqganModel, data: bytes, identity: str = "", progress: bool = False) -> tuple[np.ndarray, int]:
-    """`.rvq` bytes -> float32 `(channels, samples)` audio at the original rate and exact length, and that rate."""
+def decompress_blocks(model: RvqganModel, data: bytes, identity: str = "", progress: bool = False) -> tuple[RvqHeader, Iterator[np.ndarray]]:
+    """`.rvq` bytes -> the header, and the audio as consecutive float32 `(channels, n)` blocks at the original rate
+    (together exactly the original length), decoded as they are read."""
     header, codes = read(data)
     if identity and header.model_id.split("@")[-1] != identity.split("@")[-1]:
         raise RvqFormatError(f"made by model {header.model_id!r}, not by {identity!r}: decode it with --model {header.model_id.split('@')[0]}")
@@ -63,7 +117,21 @@ def decompress(model: RvqganModel, data: bytes, identity: str = "", progress: bo
     if header.bits != config.bits_per_codebook or header.n_q > config.n_codebooks:
         raise RvqFormatError(f"{header.n_q} codebooks of {header.bits} bits do not fit this model")
     device = next(model.parameters()).device
-    audio = decode_chunked(model, torch.from_numpy(codes).long().to(device), progress=progress)[:, 0].cpu().numpy()
-    audio = soxr.resample(audio.T, config.sampling_rate, header.sample_rate, quality="HQ").T
-    audio = np.pad(audio, ((0, 0), (0, max(0, header.original_length - audio.shape[-1]))))[:, : header.original_length]
-    return apply_gain(audio, header.gain_db), header.sample_rate
+
+    def blocks() -> Iterator[np.ndarray]:
+        decoded = (audio[:, 0].cpu().numpy() for audio in iter_decode(model, torch.from_numpy(codes).long().to(device), progress=progress))
+        left = header.original_length
+        for block in resampled(decoded, config.sampling_rate, header.sample_rate, header.channels):
+            if left > 0 and block.shape[-1]:
+                yield apply_gain(block[:, :left], header.gain_db)
+                left -= min(left, block.shape[-1])
+        if left > 0:
+            yield np.zeros((header.channels, left), np.float32)
+
+    return header, blocks()
+
+
+def decompress(model: RvqganModel, data: bytes, identity: str = "", progress: bool = False) -> tuple[np.ndarray, int]:
+    """`.rvq` bytes -> float32 `(channels, samples)` audio at the original rate and exact length, and that rate."""
+    header, blocks = decompress_blocks(model, data, identity, progress)
+    return np.concatenate(list(blocks), axis=1), header.sample_rate
