@@ -28,7 +28,7 @@ from transformers import DacModel
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.chunked_memory import synthetic_audio  # noqa: E402
+from benchmarks.long_audio import synthetic_audio  # noqa: E402
 from evaluation.metrics import mel_distance  # noqa: E402
 from modeling_rvqgan import RvqganConfig, RvqganModel  # noqa: E402
 from modeling_rvqgan.convert import to_dac  # noqa: E402

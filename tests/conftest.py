@@ -16,6 +16,17 @@ TINY = dict(encoder_hidden_size=8, downsampling_ratios=[2, 4, 4], decoder_hidden
             codebook_size=64, codebook_dim=4, sampling_rate=16000)
 
 
+@pytest.fixture
+def one_thread():
+    """torch ops on one thread for the test (`pytestmark = pytest.mark.usefixtures("one_thread")`): tiny models gain
+    nothing from threads, and spinning OpenMP threads slow many small windows down a hundredfold on a busy machine
+    (e.g. under pytest -n 2 on 2 cores)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def tiny_config(**overrides) -> RvqganConfig:
     return RvqganConfig(**{**TINY, **overrides})
 

@@ -11,14 +11,7 @@ from rvqgan.chunking import decode_chunked, encode_chunked, iter_decode, recepti
 RATIOS = [[2, 4, 4], [2, 5], [3, 5, 2]]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models gain nothing from threads, and spinning OpenMP threads slow many small windows down a hundredfold
-    on a busy machine (e.g. under pytest -n 2 on 2 cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def audio(batch: int, samples: int, seed: int = 0) -> torch.Tensor:

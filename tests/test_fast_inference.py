@@ -10,13 +10,7 @@ from conftest import perturbed, tiny_model
 RATIOS = [[2, 4, 4], [2, 5], [3, 5, 2]]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tiles gain nothing from threads (see test_chunking.py)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def set_tiles(monkeypatch, seconds: float):

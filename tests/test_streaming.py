@@ -20,12 +20,7 @@ from rvqgan.loudness import LoudnessMeter
 from conftest import tiny_model
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def music_like(channels: int, samples: int, rate: int, seed: int = 0) -> np.ndarray:
