@@ -40,9 +40,9 @@ def encode(args) -> int:
         try:
             refuse_existing(target, args.force)  # before the work
             with open_audio(source) as file:
-                data = compress_blocks(model, lambda: iter_blocks(file), file.samplerate, file.channels, args.n_quantizers,
-                                       args.kbps, not args.no_entropy, not args.no_normalize, identity, not args.quiet,
-                                       file.frames / file.samplerate)
+                data = compress_blocks(model, lambda: iter_blocks(file), file.samplerate, file.channels,
+                                       file.frames / file.samplerate, args.n_quantizers, args.kbps, not args.no_entropy,
+                                       not args.no_normalize, identity, not args.quiet)
             write_atomically(target, lambda tmp: Path(tmp).write_bytes(data), args.force)
         except (AudioFileError, RvqFormatError, ValueError) as error:
             failures += report(source, error)

@@ -31,17 +31,17 @@ def compress_blocks(
     blocks: Callable[[], Iterable[np.ndarray]],
     sampling_rate: int,
     channels: int,
+    seconds: float,
     n_quantizers: int | None = None,
     kbps: float | None = None,
     entropy: bool = True,
     normalize: bool = True,
     identity: str = "",
     progress: bool = False,
-    seconds: float | None = None,
 ) -> bytes:
     """Compress audio read as float32 `(channels, n)` blocks from `blocks()` (called twice when `normalize`: once
-    to measure, once to encode) into `.rvq` bytes, holding a few blocks at a time. See `compress`; `seconds`: the
-    duration, if known, for the progress bar."""
+    to measure, once to encode) into `.rvq` bytes, holding a few blocks at a time. `seconds`: the duration, for the
+    progress bar. Otherwise as `compress`."""
     config = model.config
     if kbps is not None:
         n_quantizers = config.kbps_to_n_quantizers(kbps)
@@ -103,8 +103,8 @@ def compress(
     audio = audio[None] if audio.ndim == 1 else audio
     if audio.ndim != 2:
         raise ValueError(f"Expected (channels, samples) or (samples,) audio, got shape {audio.shape}")
-    return compress_blocks(model, lambda: [audio], sampling_rate, audio.shape[0], n_quantizers, kbps, entropy, normalize,
-                           identity, progress, audio.shape[-1] / sampling_rate)
+    return compress_blocks(model, lambda: [audio], sampling_rate, audio.shape[0], audio.shape[-1] / sampling_rate,
+                           n_quantizers, kbps, entropy, normalize, identity, progress)
 
 
 def decompress_blocks(model: RvqganModel, data: bytes, identity: str = "", progress: bool = False) -> tuple[RvqHeader, Iterator[np.ndarray]]:
