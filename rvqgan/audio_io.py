@@ -29,14 +29,16 @@ def open_audio(path: str | Path) -> Iterator[sf.SoundFile]:
     except sf.LibsndfileError as error:
         if not path.is_file():
             raise AudioFileError(f"{path}: no such file") from None
-        with tempfile.TemporaryDirectory() as tmp:
-            with sf.SoundFile(_decode_with_ffmpeg(path, error, Path(tmp) / "decoded.wav")) as file:
-                yield file
-        return
+        soundfile_error = error
     except OSError as error:
         raise AudioFileError(f"{path}: {error.strerror or error}") from None
-    with file:
-        yield file
+    else:
+        with file:
+            yield file
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        with sf.SoundFile(_decode_with_ffmpeg(path, soundfile_error, Path(tmp) / "decoded.wav")) as file:
+            yield file
 
 
 def iter_blocks(file: sf.SoundFile) -> Iterator[np.ndarray]:
