@@ -7,13 +7,16 @@ with `modeling_rvqgan.convert.to_dac`), same input (noise and sines, a whole num
 eval mode under `torch.inference_mode`.
 For each input length the variants alternate, `--repeats` times after a 1 s warm-up each; the table gives medians:
 - DacModel fp32, and DacModel under `torch.autocast("cpu", dtype=torch.bfloat16)`;
-- rvqgan fp32, and rvqgan under the same autocast (its decoder convolves in bf16; encoder and quantizer stay fp32).
+- rvqgan fp32, and rvqgan under the same autocast (its decoder and the residual units of its encoder's first two
+  blocks convolve in bf16; the rest of the encoder and the quantizer stay fp32).
 "x" is the median over the repeats of DacModel fp32's time over the variant's in the same repeat (robust to load
 that changes between repeats on a shared machine). GFLOP/s counts the convolutions' multiply-adds (x2) and is
 compared with the measured peak of a 2048 x 2048 float32 or bf16 matrix product on the same threads.
 Checks, on the last repeat: codes identical to DacModel fp32's (%), largest |audio difference| between decoding
 DacModel's codes with both models; for bf16, codes identical to rvqgan fp32's and the mel distance
 (`evaluation.metrics.mel_distance`) of the bf16 decode against the fp32 decode of the same codes.
+With `--clips DIR` (e.g. the set of `benchmarks.make_eval_set`), the same bf16 checks on every audio file in it, mixed
+to mono and resampled to 44.1 kHz.
 """
 
 import argparse
@@ -23,6 +26,7 @@ import sys
 import time
 from pathlib import Path
 
+import soxr
 import torch
 from transformers import DacModel
 
@@ -32,6 +36,7 @@ from benchmarks.long_audio import synthetic_audio  # noqa: E402
 from evaluation.metrics import mel_distance  # noqa: E402
 from modeling_rvqgan import RvqganConfig, RvqganModel  # noqa: E402
 from modeling_rvqgan.convert import to_dac  # noqa: E402
+from rvqgan.audio_io import read_audio  # noqa: E402
 
 VARIANTS = ["DacModel fp32", "DacModel bf16", "rvqgan fp32", "rvqgan bf16"]
 
@@ -81,11 +86,37 @@ def run(model, audio: torch.Tensor, bf16: bool):
     return middle - start, end - middle, codes, decoded.float()
 
 
+def bf16_checks(model, audio: torch.Tensor, fp32_codes: torch.Tensor, bf16_codes: torch.Tensor) -> str:
+    """Table cells: codes identical to fp32's (%), mel distance of the bf16 decode against the fp32 decode of the
+    fp32 codes."""
+    with torch.inference_mode():
+        fp32_audio = model.decode(audio_codes=fp32_codes).audio_values
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            bf16_audio = model.decode(audio_codes=fp32_codes).audio_values
+    distance = mel_distance(fp32_audio[0, 0].numpy(), bf16_audio[0, 0].numpy(), model.config.sampling_rate)
+    return f"{100 * (bf16_codes == fp32_codes).double().mean():.3f} % | {distance:.4f}"
+
+
+def clip_rows(model, folder: Path) -> list[str]:
+    """bf16 checks on every audio file under `folder`, as Markdown table rows."""
+    rows = []
+    for path in sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".wav", ".flac", ".ogg", ".mp3")):
+        audio, rate = read_audio(path)
+        audio = torch.from_numpy(soxr.resample(audio.mean(0), rate, model.config.sampling_rate))[None, None]
+        codes = {}
+        for bf16 in (False, True):
+            *_, codes[bf16], _ = run(model, audio, bf16)
+        rows.append(f"| {path.relative_to(folder)} | {audio.shape[-1] / model.config.sampling_rate:.1f} s | "
+                    f"{bf16_checks(model, audio, codes[False], codes[True])} |")
+    return rows
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, nargs="+", default=[1, 10, 60], help="input lengths")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--clips", type=Path, help="a folder of audio files for the bf16 checks")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -126,15 +157,11 @@ def main():
 
         dac_codes, dac_audio = outputs["DacModel fp32"]
         codes, _ = outputs["rvqgan fp32"]
-        bf16_codes, _ = outputs["rvqgan bf16"]
         with torch.inference_mode():
             fp32_audio = ours.decode(audio_codes=dac_codes).audio_values
-            with torch.autocast("cpu", dtype=torch.bfloat16):
-                bf16_audio = ours.decode(audio_codes=dac_codes).audio_values
         checks.append(
             f"| {seconds:g} s | {100 * (codes == dac_codes).double().mean():.3f} % | "
-            f"{(fp32_audio - dac_audio).abs().max():.1e} | {100 * (bf16_codes == codes).double().mean():.3f} % | "
-            f"{mel_distance(fp32_audio[0, 0].numpy(), bf16_audio[0, 0].numpy(), rate):.4f} |"
+            f"{(fp32_audio - dac_audio).abs().max():.1e} | {bf16_checks(ours, audio, codes, outputs['rvqgan bf16'][0])} |"
         )
 
     print(f"\nload average at the end {os.getloadavg()[0]:.1f}\n")
@@ -147,6 +174,9 @@ def main():
           "mel distance bf16 vs fp32 decode |")
     print("|---|---:|---:|---:|---:|")
     print("\n".join(checks))
+    if args.clips:
+        print("\n| clip | length | bf16 codes = fp32's | mel distance bf16 vs fp32 decode |\n|---|---:|---:|---:|")
+        print("\n".join(clip_rows(ours, args.clips)))
 
 
 if __name__ == "__main__":

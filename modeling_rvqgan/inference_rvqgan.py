@@ -8,16 +8,19 @@ float rounding of the convolution kernels). On CPU, tiles run in parallel, one p
 Activations are (B, T, C), channels last, which oneDNN convolves without reordering. At the frame rate, where rows
 are few and weights large, convolutions are matrix products instead, computed as oneDNN 1x1 convolutions: MKL's
 matrix products round differently when several threads call them at once, which would make outputs vary from call
-to call. Weights are used as stored (cast under
-autocast), so nothing is cached and weight norm parametrizations are read once per call.
+to call. Snake activations are one TorchInductor kernel each (`fused_snake`). Weights are used as stored (cast
+under autocast), so nothing is cached and weight norm parametrizations are read once per call.
 """
 
+import functools
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.fx.experimental.proxy_tensor import make_fx
 
 BLOCK_SECONDS = 4.0  # output computed at a time, per thread: bounds the memory
 TILE_SECONDS = 0.5  # CPU tiles at high rates, small enough for the L3 cache
@@ -61,6 +64,32 @@ def masked(hidden_states: torch.Tensor, lengths: torch.Tensor | None, start: int
     return hidden_states.mul_((positions < lengths[:, None]).unsqueeze(-1))
 
 
+def snake(hidden_states: torch.Tensor, alpha: torch.Tensor, inverse: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """`Snake1d` of (N, C) `hidden_states` in float32, x + 1/(alpha + 1e-9) * sin(alpha * x)^2 with (C,)
+    `alpha` and `inverse` = 1/(alpha + 1e-9), written in `dtype`."""
+    hidden_states = hidden_states.float()
+    return (hidden_states + inverse * torch.sin(alpha * hidden_states).square()).to(dtype)
+
+
+@functools.cache
+def fused_snake(device_type: str, input_dtype: torch.dtype, dtype: torch.dtype):
+    """`snake` writing `dtype`, as a function of (hidden_states, alpha, inverse), for contiguous `input_dtype` inputs of any size, compiled by TorchInductor into one
+    pass over memory on CPU (5x faster than eager ops; the first call in a process takes seconds, later ones read
+    inductor's disk cache); `snake` itself elsewhere, or, with a warning, where it does not compile.
+
+    The graph is compiled directly, without torch.compile's guards, which would recompile for every dtype, stride
+    and dispatch key set and race when tiles call it from several threads; `cpp_wrapper` releases the GIL."""
+    eager = functools.partial(snake, dtype=dtype)
+    if device_type != "cpu":
+        return eager
+    example = torch.zeros(2, 3, dtype=input_dtype), torch.ones(3), torch.ones(3)
+    try:
+        return torch._inductor.compile(make_fx(eager, tracing_mode="symbolic")(*example), list(example), options={"cpp_wrapper": True})
+    except Exception as error:  # no C++ compiler, say
+        warnings.warn(f"Snake activations run unfused (slower): TorchInductor failed with {error!r}")
+        return eager
+
+
 class Conv:
     """Optional Snake, then a convolution with a masked output, on a stretch of the sequence: (B, T, C) -> (B, T', C').
 
@@ -74,6 +103,7 @@ class Conv:
         self.bias, self.dtype, self.matrix = conv.bias.to(dtype), dtype, matrix
         self.alpha = None if activation is None else activation.alpha.reshape(-1).float()
         self.inverse = None if activation is None else (self.alpha + 1e-9).reciprocal()
+        self.snakes = {} if activation is None else {d: fused_snake(weight.device.type, d, dtype) for d in {torch.float32, dtype}}
 
     def size(self, n):
         """Output length for input length `n` (an int, or a tensor of lengths)."""
@@ -99,27 +129,23 @@ class Conv:
         return masked(hidden_states.squeeze(2).transpose(1, 2), lengths, low)
 
     def activate(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        """`Snake1d`, x + 1/(alpha + 1e-9) * sin(alpha * x)^2 in float32 with one temporary, if any; in `dtype`."""
+        """The Snake, if any, in `dtype`."""
         if self.alpha is None:
             return hidden_states.to(self.dtype)
-        hidden_states = hidden_states.float()
-        out = hidden_states * self.alpha
-        return out.sin_().square_().mul_(self.inverse).add_(hidden_states).to(self.dtype)
+        rows = hidden_states.reshape(-1, hidden_states.shape[-1]).contiguous()  # (B * T, C)
+        return self.snakes[rows.dtype](rows, self.alpha, self.inverse).view(hidden_states.shape)
 
 
 class ConvTranspose(Conv):
     """Snake, then a transposed convolution with a masked output, on a stretch of the sequence.
 
-    As a matrix product if `matrix`: each input step times the weight gives `kernel` output steps, which
-    overlap-add `stride` apart.
+    As a matrix product if `matrix`: each input step times the (C, C' * k) weight, a 1x1 transposed convolution that
+    reads the weight as stored, gives `kernel` output steps, which overlap-add `stride` apart.
     """
 
     def __init__(self, conv: nn.ConvTranspose1d, activation: nn.Module, dtype: torch.dtype, matrix: bool = False):
-        super().__init__(conv, activation, dtype)
+        super().__init__(conv, activation, dtype, matrix)  # as a matrix: (C, C' * k, 1, 1)
         (self.output_padding,) = conv.output_padding
-        self.matrix = matrix
-        if matrix:  # (C, C', 1, k) -> (C' * k, C, 1, 1)
-            self.weight = self.weight.flatten(1).T[..., None, None].contiguous()
 
     def size(self, n):
         return (n - 1) * self.stride - 2 * self.padding + self.kernel + self.output_padding
@@ -141,7 +167,8 @@ class ConvTranspose(Conv):
             return hidden_states.squeeze(2).transpose(1, 2)
         batch, length, _ = hidden_states.shape
         channels, taps = self.bias.shape[0], self.kernel // self.stride
-        steps = matrix_product(hidden_states, self.weight).reshape(batch, length, channels, taps, self.stride)
+        steps = F.conv_transpose2d(channels_first(hidden_states), self.weight).squeeze(2).transpose(1, 2)
+        steps = steps.reshape(batch, length, channels, taps, self.stride)
         out = self.bias.expand(batch, length + taps - 1, self.stride, channels).clone()
         for tap in range(taps):
             out[:, tap : tap + length] += steps[:, :, :, tap].transpose(2, 3)
@@ -163,14 +190,16 @@ class Residual:
     def __call__(self, hidden_states, low, high, size, lengths):
         branch = self.conv2(self.conv1(hidden_states, low, high, size, lengths), low, high, size, lengths)
         skip = low - max(0, self.needs(low, high)[0])
-        return branch.float().add_(hidden_states[:, skip : skip + high - low])
+        return hidden_states[:, skip : skip + high - low] + branch  # float32
 
 
-def encoder_stages(encoder: nn.Module) -> list[tuple[float, list]]:
-    """The encoder as steps in float32, in two stages with their tile seconds: up to the last block, then the rest."""
+def encoder_stages(encoder: nn.Module, dtype: torch.dtype) -> list[tuple[float, list]]:
+    """The encoder as steps in two stages with their tile seconds: up to the last block, then the rest. The residual
+    units of the first two blocks, at the highest rates (42 % of the work), convolve in `dtype`, the rest in float32."""
     steps = [Conv(encoder.conv1, None, torch.float32)]
-    for block in encoder.block:
-        steps += [Residual(unit, torch.float32) for unit in (block.res_unit1, block.res_unit2, block.res_unit3)]
+    for index, block in enumerate(encoder.block):
+        unit_dtype = dtype if index < 2 else torch.float32
+        steps += [Residual(unit, unit_dtype) for unit in (block.res_unit1, block.res_unit2, block.res_unit3)]
         last = block is encoder.block[-1]  # its convolution and the next are at the frame rate
         steps.append(Conv(block.conv1, block.snake1, torch.float32, matrix=last))
     steps.append(Conv(encoder.conv2, encoder.snake1, torch.float32, matrix=True))
@@ -244,9 +273,12 @@ def run_tiled(stages: list[tuple[float, list]], inputs: torch.Tensor, lengths: t
     return outputs
 
 
-def encode_latents(encoder: nn.Module, input_values: torch.Tensor, lengths: torch.Tensor | None, frame_rate: float, threads: int):
-    """`encoder(input_values, lengths)` tile by tile, in float32: (B, 1, T) -> (B, hidden_size, T / hop_length)."""
-    return run_tiled(encoder_stages(encoder), input_values.transpose(1, 2), lengths, frame_rate, threads).transpose(1, 2)
+def encode_latents(encoder: nn.Module, input_values: torch.Tensor, lengths: torch.Tensor | None, frame_rate: float,
+                   dtype: torch.dtype, threads: int):
+    """`encoder(input_values, lengths)` tile by tile, the first blocks' residual units in `dtype`:
+    (B, 1, T) -> (B, hidden_size, T / hop_length)."""
+    stages = encoder_stages(encoder, dtype)
+    return run_tiled(stages, input_values.transpose(1, 2), lengths, frame_rate, threads).transpose(1, 2)
 
 
 def decode_latents(decoder: nn.Module, quantized: torch.Tensor, frames: torch.Tensor | None, sampling_rate: float,
