@@ -7,8 +7,7 @@ with `modeling_rvqgan.convert.to_dac`), same input (noise and sines, a whole num
 eval mode under `torch.inference_mode`.
 For each input length the variants alternate, `--repeats` times after a 1 s warm-up each; the table gives medians:
 - DacModel fp32, and DacModel under `torch.autocast("cpu", dtype=torch.bfloat16)`;
-- rvqgan fp32, and rvqgan under the same autocast (its decoder and the residual units of its encoder's first two
-  blocks convolve in bf16; the rest of the encoder and the quantizer stay fp32).
+- rvqgan fp32, and rvqgan under the same autocast (its decoder convolves in bf16; encoder and quantizer stay fp32).
 "x" is the median over the repeats of DacModel fp32's time over the variant's in the same repeat (robust to load
 that changes between repeats on a shared machine). GFLOP/s counts the convolutions' multiply-adds (x2) and is
 compared with the measured peak of a 2048 x 2048 float32 or bf16 matrix product on the same threads.

@@ -193,13 +193,11 @@ class Residual:
         return hidden_states[:, skip : skip + high - low] + branch  # float32
 
 
-def encoder_stages(encoder: nn.Module, dtype: torch.dtype) -> list[tuple[float, list]]:
-    """The encoder as steps in two stages with their tile seconds: up to the last block, then the rest. The residual
-    units of the first two blocks, at the highest rates (42 % of the work), convolve in `dtype`, the rest in float32."""
+def encoder_stages(encoder: nn.Module) -> list[tuple[float, list]]:
+    """The encoder as steps in float32, in two stages with their tile seconds: up to the last block, then the rest."""
     steps = [Conv(encoder.conv1, None, torch.float32)]
-    for index, block in enumerate(encoder.block):
-        unit_dtype = dtype if index < 2 else torch.float32
-        steps += [Residual(unit, unit_dtype) for unit in (block.res_unit1, block.res_unit2, block.res_unit3)]
+    for block in encoder.block:
+        steps += [Residual(unit, torch.float32) for unit in (block.res_unit1, block.res_unit2, block.res_unit3)]
         last = block is encoder.block[-1]  # its convolution and the next are at the frame rate
         steps.append(Conv(block.conv1, block.snake1, torch.float32, matrix=last))
     steps.append(Conv(encoder.conv2, encoder.snake1, torch.float32, matrix=True))
@@ -273,12 +271,9 @@ def run_tiled(stages: list[tuple[float, list]], inputs: torch.Tensor, lengths: t
     return outputs
 
 
-def encode_latents(encoder: nn.Module, input_values: torch.Tensor, lengths: torch.Tensor | None, frame_rate: float,
-                   dtype: torch.dtype, threads: int):
-    """`encoder(input_values, lengths)` tile by tile, the first blocks' residual units in `dtype`:
-    (B, 1, T) -> (B, hidden_size, T / hop_length)."""
-    stages = encoder_stages(encoder, dtype)
-    return run_tiled(stages, input_values.transpose(1, 2), lengths, frame_rate, threads).transpose(1, 2)
+def encode_latents(encoder: nn.Module, input_values: torch.Tensor, lengths: torch.Tensor | None, frame_rate: float, threads: int):
+    """`encoder(input_values, lengths)` tile by tile, in float32: (B, 1, T) -> (B, hidden_size, T / hop_length)."""
+    return run_tiled(encoder_stages(encoder), input_values.transpose(1, 2), lengths, frame_rate, threads).transpose(1, 2)
 
 
 def decode_latents(decoder: nn.Module, quantized: torch.Tensor, frames: torch.Tensor | None, sampling_rate: float,

@@ -91,8 +91,8 @@ class RvqganModel(RvqganPreTrainedModel):
     ...     audio = model.decode(audio_codes=codes).audio_values
 
     In eval mode without autograd, `encode` and `decode` run `inference_rvqgan`'s tiled passes (the same outputs up
-    to float rounding, about 2x faster on CPU). Under `torch.autocast`, the decoder's convolutions and those of the
-    encoder's first two blocks run in the autocast dtype (with bf16, about 1 % of the codes change).
+    to float rounding, about 2x faster on CPU). Under `torch.autocast`, the decoder's convolutions run in the autocast
+    dtype; encoding stays in float32, so the codes do not change.
     """
 
     def __init__(self, config: RvqganConfig):
@@ -168,10 +168,9 @@ class RvqganModel(RvqganPreTrainedModel):
             lengths = frames * self.config.hop_length
             input_values = input_values * length_mask(lengths, input_values.shape[-1])
         fast = self._fast_path()
-        dtype = autocast_dtype(input_values.device)  # the fast path's first residual units
-        with fast_inference(input_values.device) if fast else nullcontext() as threads:
+        with fast_inference(input_values.device) if fast else nullcontext() as threads:  # fast: float32 codes
             if fast:
-                latents = encode_latents(self.encoder, input_values, lengths, self.config.frame_rate, dtype, threads)
+                latents = encode_latents(self.encoder, input_values, lengths, self.config.frame_rate, threads)
             else:
                 latents = self.encoder(input_values, lengths)
             frame_mask = length_mask(frames, latents.shape[-1])
