@@ -73,9 +73,10 @@ def snake(hidden_states: torch.Tensor, alpha: torch.Tensor, inverse: torch.Tenso
 
 @functools.cache
 def fused_snake(device_type: str, input_dtype: torch.dtype, dtype: torch.dtype):
-    """`snake` writing `dtype`, as a function of (hidden_states, alpha, inverse), for contiguous `input_dtype` inputs of any size, compiled by TorchInductor into one
-    pass over memory on CPU (5x faster than eager ops; the first call in a process takes seconds, later ones read
-    inductor's disk cache); `snake` itself elsewhere, or, with a warning, where it does not compile.
+    """`snake` writing `dtype`, a function of (hidden_states, alpha, inverse), for contiguous `input_dtype` inputs of
+    any size, compiled by TorchInductor into one pass over memory on CPU (3.5x faster than eager ops; the first call
+    in a process takes seconds, later ones read inductor's disk cache); `snake` itself elsewhere, or, with a warning,
+    where it does not compile.
 
     The graph is compiled directly, without torch.compile's guards, which would recompile for every dtype, stride
     and dispatch key set and race when tiles call it from several threads; `cpp_wrapper` releases the GIL."""
@@ -84,7 +85,8 @@ def fused_snake(device_type: str, input_dtype: torch.dtype, dtype: torch.dtype):
         return eager
     example = torch.zeros(2, 3, dtype=input_dtype), torch.ones(3), torch.ones(3)
     try:
-        return torch._inductor.compile(make_fx(eager, tracing_mode="symbolic")(*example), list(example), options={"cpp_wrapper": True})
+        graph = make_fx(eager, tracing_mode="symbolic")(*example)  # sizes symbolic: one kernel for all
+        return torch._inductor.compile(graph, list(example), options={"cpp_wrapper": True})
     except Exception as error:  # no C++ compiler, say
         warnings.warn(f"Snake activations run unfused (slower): TorchInductor failed with {error!r}")
         return eager
@@ -103,7 +105,8 @@ class Conv:
         self.bias, self.dtype, self.matrix = conv.bias.to(dtype), dtype, matrix
         self.alpha = None if activation is None else activation.alpha.reshape(-1).float()
         self.inverse = None if activation is None else (self.alpha + 1e-9).reciprocal()
-        self.snakes = {} if activation is None else {d: fused_snake(weight.device.type, d, dtype) for d in {torch.float32, dtype}}
+        device_type = weight.device.type  # the Snake's kernels by input dtype, compiled here in the calling thread
+        self.snakes = {} if activation is None else {d: fused_snake(device_type, d, dtype) for d in {torch.float32, dtype}}
 
     def size(self, n):
         """Output length for input length `n` (an int, or a tensor of lengths)."""
