@@ -6,7 +6,7 @@ a file edge zero-pads exactly as the whole-file pass does, so the output does no
 float rounding of the convolution kernels). On CPU, tiles run in parallel, one per thread.
 
 Activations are (B, T, C), channels last, which oneDNN convolves without reordering. At the frame rate, where rows
-are few and weights large, convolutions are matrix products instead, computed as oneDNN 1x1 convolutions: MKL's
+are few and weights large, convolutions are matrix products instead, computed as 1x1 convolutions: MKL's
 matrix products round differently when several threads call them at once, which would make outputs vary from call
 to call. Snake activations are one TorchInductor kernel each (`fused_snake`). Weights are used as stored (cast
 under autocast), so nothing is cached and weight norm parametrizations are read once per call.
