@@ -104,9 +104,13 @@ def test_outputs_do_not_vary_from_call_to_call():
         assert torch.equal(again_audio, first_audio)
 
 
-@pytest.mark.parametrize("input_dtype,dtype", [(torch.float32, torch.float32), (torch.float32, torch.bfloat16),
-                                               (torch.bfloat16, torch.bfloat16)])
-def test_snake_is_one_compiled_kernel_equal_to_the_unfused_one(input_dtype, dtype):
+def test_float32_snake_is_the_eager_expression():
+    assert isinstance(inference_rvqgan.fused_snake("cpu", torch.float32, torch.float32), functools.partial)
+
+
+@pytest.mark.parametrize("input_dtype", [torch.float32, torch.bfloat16])
+def test_bf16_snake_is_one_compiled_kernel_equal_to_the_unfused_one(input_dtype):
+    dtype = torch.bfloat16
     with warnings.catch_warnings():
         warnings.filterwarnings("error", "Snake activations run unfused")  # a failed compilation falls back to them
         fused = inference_rvqgan.fused_snake("cpu", input_dtype, dtype)
@@ -119,25 +123,26 @@ def test_snake_is_one_compiled_kernel_equal_to_the_unfused_one(input_dtype, dtyp
         got = fused(hidden_states, alpha, inverse)
         expected = inference_rvqgan.snake(hidden_states, alpha, inverse, dtype)
         assert got.dtype == dtype and got.shape == (rows, 96)
-        tolerance = 1e-5 if dtype == torch.float32 else 1e-2  # one bf16 rounding step
-        assert torch.allclose(got.float(), expected.float(), rtol=tolerance, atol=tolerance)
+        assert torch.allclose(got.float(), expected.float(), rtol=1e-2, atol=1e-2)  # one bf16 rounding step
 
 
 def test_without_a_compiler_snake_runs_unfused_with_a_warning(tmp_path):
-    """No C++ compiler (and an empty TorchInductor cache): a warning, then the same outputs from the unfused ops."""
+    """No C++ compiler (and an empty TorchInductor cache): a warning, then a bf16 decode with the unfused ops."""
     script = (
         "import sys, torch; sys.path.insert(0, 'tests'); from conftest import tiny_model\n"
         "model = tiny_model(); audio = 0.3 * torch.randn(1, 1, 640, generator=torch.Generator().manual_seed(0))\n"
-        "with torch.inference_mode(): fast = model.decode(audio_codes=model.encode(audio).audio_codes).audio_values\n"
-        "with torch.enable_grad(): reference = model.decode(audio_codes=model.encode(audio).audio_codes).audio_values\n"
-        "print('difference', (fast - reference).abs().max().item())\n"
+        "codes = model.encode(audio).audio_codes\n"
+        "with torch.inference_mode(), torch.autocast('cpu', dtype=torch.bfloat16):\n"
+        "    fast = model.decode(audio_codes=codes).audio_values\n"
+        "reference = model.decode(audio_codes=codes).audio_values\n"
+        "print('difference', ((fast - reference).abs().max() / reference.abs().max()).item())\n"
     )
     environment = {**os.environ, "CXX": str(tmp_path / "no-compiler"), "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "cache")}
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=environment,
                             cwd=Path(__file__).parent.parent)
     assert result.returncode == 0, result.stderr
     assert "Snake activations run unfused (slower)" in result.stderr
-    assert float(result.stdout.split()[-1]) <= 1e-5
+    assert 0 < float(result.stdout.split()[-1]) <= 0.02  # bf16 rounding
 
 
 def test_weight_norm_parametrizations_are_used(monkeypatch):
