@@ -85,15 +85,13 @@ def run(model, audio: torch.Tensor, bf16: bool):
     return middle - start, end - middle, codes, decoded.float()
 
 
-def bf16_checks(model, audio: torch.Tensor, fp32_codes: torch.Tensor, bf16_codes: torch.Tensor) -> str:
-    """Table cells: codes identical to fp32's (%), mel distance of the bf16 decode against the fp32 decode of the
-    fp32 codes."""
-    with torch.inference_mode():
-        fp32_audio = model.decode(audio_codes=fp32_codes).audio_values
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            bf16_audio = model.decode(audio_codes=fp32_codes).audio_values
-    distance = mel_distance(fp32_audio[0, 0].numpy(), bf16_audio[0, 0].numpy(), model.config.sampling_rate)
-    return f"{100 * (bf16_codes == fp32_codes).double().mean():.3f} % | {distance:.4f}"
+def bf16_checks(model, codes: torch.Tensor, decoded: torch.Tensor, bf16_codes: torch.Tensor) -> str:
+    """Table cells: `bf16_codes` identical to the fp32 `codes` (%), and the mel distance of the bf16 decode of `codes`
+    against their fp32 decode `decoded`."""
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        bf16_audio = model.decode(audio_codes=codes).audio_values.float()
+    distance = mel_distance(decoded[0, 0].numpy(), bf16_audio[0, 0].numpy(), model.config.sampling_rate)
+    return f"{100 * (bf16_codes == codes).double().mean():.3f} % | {distance:.4f}"
 
 
 def clip_rows(model, folder: Path) -> list[str]:
@@ -102,11 +100,11 @@ def clip_rows(model, folder: Path) -> list[str]:
     for path in sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".wav", ".flac", ".ogg", ".mp3")):
         audio, rate = read_audio(path)
         audio = torch.from_numpy(soxr.resample(audio.mean(0), rate, model.config.sampling_rate))[None, None]
-        codes = {}
-        for bf16 in (False, True):
-            *_, codes[bf16], _ = run(model, audio, bf16)
+        *_, codes, decoded = run(model, audio, bf16=False)
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+            bf16_codes = model.encode(audio).audio_codes
         rows.append(f"| {path.relative_to(folder)} | {audio.shape[-1] / model.config.sampling_rate:.1f} s | "
-                    f"{bf16_checks(model, audio, codes[False], codes[True])} |")
+                    f"{bf16_checks(model, codes, decoded, bf16_codes)} |")
     return rows
 
 
@@ -155,12 +153,12 @@ def main():
             rows.append(f"| {seconds:g} s | {variant} | {' | '.join(cells)} | {gflops:.0f} | {100 * gflops / peak:.0f} % |")
 
         dac_codes, dac_audio = outputs["DacModel fp32"]
-        codes, _ = outputs["rvqgan fp32"]
+        codes, decoded = outputs["rvqgan fp32"]
         with torch.inference_mode():
             fp32_audio = ours.decode(audio_codes=dac_codes).audio_values
         checks.append(
             f"| {seconds:g} s | {100 * (codes == dac_codes).double().mean():.3f} % | "
-            f"{(fp32_audio - dac_audio).abs().max():.1e} | {bf16_checks(ours, audio, codes, outputs['rvqgan bf16'][0])} |"
+            f"{(fp32_audio - dac_audio).abs().max():.1e} | {bf16_checks(ours, codes, decoded, outputs['rvqgan bf16'][0])} |"
         )
 
     print(f"\nload average at the end {os.getloadavg()[0]:.1f}\n")
