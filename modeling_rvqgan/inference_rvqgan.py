@@ -76,16 +76,16 @@ def snake(hidden_states: torch.Tensor, alpha: torch.Tensor, inverse: torch.Tenso
 @functools.cache
 def fused_snake(device_type: str, input_dtype: torch.dtype, dtype: torch.dtype):
     """`snake` writing `dtype`, a function of (hidden_states, alpha, inverse), for contiguous `input_dtype` inputs of
-    any size. On CPU and for a `dtype` other than float32 (under autocast), compiled by TorchInductor into one pass
-    over memory: 3.5x faster than the eager ops, which with bf16 convolutions take 15 % of a decode. The first call
-    in a process takes about 5 s (later ones read inductor's disk cache), more than the eager ops cost next to
-    float32 convolutions, so float32 keeps them, as does any other device; so does a failed compilation, with a
-    warning.
+    any size. On CPU, compiled by TorchInductor into one pass over memory: 3.5-4.5x faster than the eager ops, which
+    take 15 % of a bf16 decode and 12 % of an encode. Its results differ from the eager ops' by float rounding (a
+    different `sin`). The first call in a process takes about 5 s (later ones read inductor's disk cache): `Conv`
+    uses it under autocast only, where the bf16 convolutions leave the Snake a larger share. Other devices, and a
+    failed compilation (with a warning), get the eager ops.
 
     The graph is compiled directly, without torch.compile's guards, which would recompile for every dtype, stride
     and dispatch key set and race when tiles call it from several threads; `cpp_wrapper` releases the GIL."""
     eager = functools.partial(snake, dtype=dtype)
-    if device_type != "cpu" or dtype == torch.float32:
+    if device_type != "cpu":
         return eager
     example = torch.zeros(2, 3, dtype=input_dtype), torch.ones(3), torch.ones(3)
     try:
@@ -99,18 +99,21 @@ def fused_snake(device_type: str, input_dtype: torch.dtype, dtype: torch.dtype):
 class Conv:
     """Optional Snake, then a convolution with a masked output, on a stretch of the sequence: (B, T, C) -> (B, T', C').
 
-    The convolution runs in `dtype`, as a matrix product if `matrix`; the Snake, in float32, writes `dtype`.
+    The convolution runs in `dtype`, as a matrix product if `matrix`; the Snake, in float32, writes `dtype`, with
+    `fused_snake`'s kernels if `fused`.
     """
 
-    def __init__(self, conv: nn.Conv1d, activation: nn.Module | None, dtype: torch.dtype, matrix: bool = False):
+    def __init__(self, conv: nn.Conv1d, activation: nn.Module | None, dtype: torch.dtype, fused: bool, matrix: bool = False):
         (self.kernel,), (self.stride,), (self.padding,), (self.dilation,) = conv.kernel_size, conv.stride, conv.padding, conv.dilation
         weight = conv.weight.to(dtype)
         self.weight = weight.flatten(1)[..., None, None] if matrix else weight.unsqueeze(2)  # (C', C * k, 1, 1) or (C', C, 1, k)
         self.bias, self.dtype, self.matrix = conv.bias.to(dtype), dtype, matrix
         self.alpha = None if activation is None else activation.alpha.reshape(-1).float()
         self.inverse = None if activation is None else (self.alpha + 1e-9).reciprocal()
-        device_type = weight.device.type  # the Snake's kernels by input dtype, compiled here in the calling thread
-        self.snakes = {} if activation is None else {d: fused_snake(device_type, d, dtype) for d in {torch.float32, dtype}}
+        self.snakes = {} if activation is None else {  # by input dtype; kernels are compiled here, in the calling thread
+            d: fused_snake(weight.device.type, d, dtype) if fused else functools.partial(snake, dtype=dtype)
+            for d in {torch.float32, dtype}
+        }
 
     def size(self, n):
         """Output length for input length `n` (an int, or a tensor of lengths)."""
@@ -150,8 +153,8 @@ class ConvTranspose(Conv):
     reads the weight as stored, gives `kernel` output steps, which overlap-add `stride` apart.
     """
 
-    def __init__(self, conv: nn.ConvTranspose1d, activation: nn.Module, dtype: torch.dtype, matrix: bool = False):
-        super().__init__(conv, activation, dtype, matrix)  # as a matrix: (C, C' * k, 1, 1)
+    def __init__(self, conv: nn.ConvTranspose1d, activation: nn.Module, dtype: torch.dtype, fused: bool, matrix: bool = False):
+        super().__init__(conv, activation, dtype, fused, matrix)  # as a matrix: (C, C' * k, 1, 1)
         (self.output_padding,) = conv.output_padding
 
     def size(self, n):
@@ -185,8 +188,8 @@ class ConvTranspose(Conv):
 class Residual:
     """`RvqganResidualUnit` on a stretch of the sequence."""
 
-    def __init__(self, unit: nn.Module, dtype: torch.dtype):
-        self.conv1, self.conv2 = Conv(unit.conv1, unit.snake1, dtype), Conv(unit.conv2, unit.snake2, dtype)
+    def __init__(self, unit: nn.Module, dtype: torch.dtype, fused: bool):
+        self.conv1, self.conv2 = Conv(unit.conv1, unit.snake1, dtype, fused), Conv(unit.conv2, unit.snake2, dtype, fused)
 
     def size(self, n):
         return n
@@ -200,26 +203,27 @@ class Residual:
         return hidden_states[:, skip : skip + high - low] + branch  # float32
 
 
-def encoder_stages(encoder: nn.Module) -> list[tuple[float, list]]:
+def encoder_stages(encoder: nn.Module, fused: bool) -> list[tuple[float, list]]:
     """The encoder as steps in float32, in two stages with their tile seconds: up to the last block, then the rest."""
-    steps = [Conv(encoder.conv1, None, torch.float32)]
+    steps = [Conv(encoder.conv1, None, torch.float32, fused)]
     for block in encoder.block:
-        steps += [Residual(unit, torch.float32) for unit in (block.res_unit1, block.res_unit2, block.res_unit3)]
-        last = block is encoder.block[-1]  # its convolution and the next are at the frame rate
-        steps.append(Conv(block.conv1, block.snake1, torch.float32, matrix=last))
-    steps.append(Conv(encoder.conv2, encoder.snake1, torch.float32, matrix=True))
+        steps += [Residual(unit, torch.float32, fused) for unit in (block.res_unit1, block.res_unit2, block.res_unit3)]
+        matrix = block in encoder.block[-2:]  # strided 8x from 256 or 512 channels: faster as matrix products
+        steps.append(Conv(block.conv1, block.snake1, torch.float32, fused, matrix))
+    steps.append(Conv(encoder.conv2, encoder.snake1, torch.float32, fused, matrix=True))
     return [(TILE_SECONDS, steps[:-6]), (LOW_RATE_TILE_SECONDS, steps[-6:])]
 
 
 def decoder_stages(decoder: nn.Module, dtype: torch.dtype) -> list[tuple[float, list]]:
     """The decoder as steps in two stages with their tile seconds, up to the first block's end then the rest,
-    convolving in `dtype` except for the last convolution (float32)."""
-    steps = [Conv(decoder.conv1, None, dtype, matrix=True)]
+    convolving in `dtype` except for the last convolution (float32), with fused Snakes unless `dtype` is float32."""
+    fused = dtype != torch.float32
+    steps = [Conv(decoder.conv1, None, dtype, fused, matrix=True)]
     for block in decoder.block:
         first = block is decoder.block[0]  # its transposed convolution, like the one before, reads the frame rate
-        steps.append(ConvTranspose(block.conv_t1, block.snake1, dtype, matrix=first))
-        steps += [Residual(unit, dtype) for unit in (block.res_unit1, block.res_unit2, block.res_unit3)]
-    steps.append(Conv(decoder.conv2, decoder.snake1, torch.float32))
+        steps.append(ConvTranspose(block.conv_t1, block.snake1, dtype, fused, matrix=first))
+        steps += [Residual(unit, dtype, fused) for unit in (block.res_unit1, block.res_unit2, block.res_unit3)]
+    steps.append(Conv(decoder.conv2, decoder.snake1, torch.float32, fused))
     return [(LOW_RATE_TILE_SECONDS, steps[:5]), (TILE_SECONDS, steps[5:])]
 
 
@@ -270,17 +274,20 @@ def run_tiled(stages: list[tuple[float, list]], inputs: torch.Tensor, lengths: t
             hidden_states, offset = inputs, 0
             for (seconds, _), first, last in zip(stages, bounds, bounds[1:]):
                 start, stop = spans(steps[last:], sizes[last:], low, min(low + block, sizes[-1]))[0]
-                size = round(seconds * rate * sizes[last] / sizes[-1]) if cpu else stop - start
-                size = max(1, min(size, -(-(stop - start) // threads)))  # a tile for every thread
+                size = max(1, round(seconds * rate * sizes[last] / sizes[-1])) if cpu else stop - start
+                count = threads * -(-(stop - start) // (size * threads))  # equal tiles, as many for every thread
+                size = -(-(stop - start) // count)
                 tiles = [(first, last, hidden_states, offset, a, min(a + size, stop)) for a in range(start, stop, size)]
                 hidden_states, offset = torch.cat(list(apply(lambda args: tile(*args), tiles)), 1), start
             outputs[:, low : low + block] = hidden_states
     return outputs
 
 
-def encode_latents(encoder: nn.Module, input_values: torch.Tensor, lengths: torch.Tensor | None, frame_rate: float, threads: int):
-    """`encoder(input_values, lengths)` tile by tile, in float32: (B, 1, T) -> (B, hidden_size, T / hop_length)."""
-    return run_tiled(encoder_stages(encoder), input_values.transpose(1, 2), lengths, frame_rate, threads).transpose(1, 2)
+def encode_latents(encoder: nn.Module, input_values: torch.Tensor, lengths: torch.Tensor | None, frame_rate: float,
+                   fused: bool, threads: int):
+    """`encoder(input_values, lengths)` tile by tile, in float32, with fused Snakes if `fused`:
+    (B, 1, T) -> (B, hidden_size, T / hop_length)."""
+    return run_tiled(encoder_stages(encoder, fused), input_values.transpose(1, 2), lengths, frame_rate, threads).transpose(1, 2)
 
 
 def decode_latents(decoder: nn.Module, quantized: torch.Tensor, frames: torch.Tensor | None, sampling_rate: float,

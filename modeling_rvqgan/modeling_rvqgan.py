@@ -168,9 +168,10 @@ class RvqganModel(RvqganPreTrainedModel):
             lengths = frames * self.config.hop_length
             input_values = input_values * length_mask(lengths, input_values.shape[-1])
         fast = self._fast_path()
+        fused = autocast_dtype(input_values.device) != torch.float32  # under autocast, fused Snakes in float32
         with fast_inference(input_values.device) if fast else nullcontext() as threads:  # fast: float32 codes
             if fast:
-                latents = encode_latents(self.encoder, input_values, lengths, self.config.frame_rate, threads)
+                latents = encode_latents(self.encoder, input_values, lengths, self.config.frame_rate, fused, threads)
             else:
                 latents = self.encoder(input_values, lengths)
             frame_mask = length_mask(frames, latents.shape[-1])
