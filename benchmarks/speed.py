@@ -94,10 +94,14 @@ def bf16_checks(model, codes: torch.Tensor, decoded: torch.Tensor, bf16_codes: t
     return f"{100 * (bf16_codes == codes).double().mean():.3f} % | {distance:.4f}"
 
 
+def audio_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".wav", ".flac", ".ogg", ".mp3"))
+
+
 def clip_rows(model, folder: Path) -> list[str]:
     """bf16 checks on every audio file under `folder`, as Markdown table rows."""
     rows = []
-    for path in sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".wav", ".flac", ".ogg", ".mp3")):
+    for path in audio_files(folder):
         audio, rate = read_audio(path)
         audio = torch.from_numpy(soxr.resample(audio.mean(0), rate, model.config.sampling_rate))[None, None]
         *_, codes, decoded = run(model, audio, bf16=False)
@@ -115,6 +119,8 @@ def main():
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--clips", type=Path, help="a folder of audio files for the bf16 checks")
     args = parser.parse_args()
+    if args.clips is not None and not audio_files(args.clips):
+        parser.error(f"--clips {args.clips}: no .wav, .flac, .ogg or .mp3 files there")
     torch.set_num_threads(args.threads)
 
     torch.manual_seed(0)
@@ -171,7 +177,7 @@ def main():
           "mel distance bf16 vs fp32 decode |")
     print("|---|---:|---:|---:|---:|")
     print("\n".join(checks))
-    if args.clips:
+    if args.clips is not None:
         print("\n| clip | length | bf16 codes = fp32's | mel distance bf16 vs fp32 decode |\n|---|---:|---:|---:|")
         print("\n".join(clip_rows(ours, args.clips)))
 

@@ -3,13 +3,13 @@
 A tile computes a stretch of the output from the stretch of input it depends on, every layer cropped to what the
 layers after it read, so that activations stay in cache and the overlap computed twice is a few percent. A tile at
 a file edge zero-pads exactly as the whole-file pass does, so the output does not depend on the tiling (up to the
-float rounding of the convolution kernels). On CPU, tiles run in parallel, one per thread.
+float rounding of the convolution kernels). On CPU, tiles run in parallel, as many of equal size per thread.
 
-Activations are (B, T, C), channels last, which oneDNN convolves without reordering. At the frame rate, where rows
+Activations are (B, T, C), channels last, which oneDNN convolves without reordering. At the lowest rates, where rows
 are few and weights large, convolutions are matrix products instead, computed as 1x1 convolutions: MKL's
 matrix products round differently when several threads call them at once, which would make outputs vary from call
-to call. Under autocast, Snake activations are one TorchInductor kernel each (`fused_snake`). Weights are used as stored (cast
-under autocast), so nothing is cached and weight norm parametrizations are read once per call.
+to call. Under autocast, Snake activations are one TorchInductor kernel each (`fused_snake`). Weights are used as
+stored (cast under autocast), so nothing is cached and weight norm parametrizations are read once per call.
 """
 
 import functools

@@ -92,7 +92,8 @@ class RvqganModel(RvqganPreTrainedModel):
 
     In eval mode without autograd, `encode` and `decode` run `inference_rvqgan`'s tiled passes (the same outputs up
     to float rounding, about 2x faster on CPU). Under `torch.autocast`, the decoder's convolutions run in the autocast
-    dtype; encoding stays in float32, so the codes do not change.
+    dtype; encoding stays in float32 (its Snakes compiled kernels, which round differently), so the codes are float32's
+    but for near-ties.
     """
 
     def __init__(self, config: RvqganConfig):
