@@ -287,7 +287,8 @@ def encode_latents(encoder: nn.Module, input_values: torch.Tensor, lengths: torc
                    fused: bool, threads: int):
     """`encoder(input_values, lengths)` tile by tile, in float32, with fused Snakes if `fused`:
     (B, 1, T) -> (B, hidden_size, T / hop_length)."""
-    return run_tiled(encoder_stages(encoder, fused), input_values.transpose(1, 2), lengths, frame_rate, threads).transpose(1, 2)
+    latents = run_tiled(encoder_stages(encoder, fused), input_values.transpose(1, 2), lengths, frame_rate, threads)
+    return latents.transpose(1, 2).contiguous()  # the quantizer's 1x1 convolutions take 2x longer on a strided input
 
 
 def decode_latents(decoder: nn.Module, quantized: torch.Tensor, frames: torch.Tensor | None, sampling_rate: float,
