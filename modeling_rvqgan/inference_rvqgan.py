@@ -8,11 +8,15 @@ float rounding of the convolution kernels). On CPU, tiles run in parallel, as ma
 Activations are (B, T, C), channels last, which oneDNN convolves without reordering. At the lowest rates, where rows
 are few and weights large, convolutions are matrix products instead, computed as 1x1 convolutions: MKL's
 matrix products round differently when several threads call them at once, which would make outputs vary from call
-to call. Under autocast, Snake activations are one TorchInductor kernel each (`fused_snake`). Weights are used as
-stored (cast under autocast), so nothing is cached and weight norm parametrizations are read once per call.
+to call. On CPU, float32 convolutions of 7 taps from 256 channels on are products of spectra (`spectral_convolution`).
+Under autocast, Snake activations are one TorchInductor kernel each (`fused_snake`). Weights are used as stored (cast
+under autocast) and weight norm parametrizations are read once per call; only the weights' spectra are kept between
+calls, until the weights change (`weight_spectrum`).
 """
 
 import functools
+import math
+import weakref
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -26,6 +30,8 @@ from torch.fx.experimental.proxy_tensor import make_fx
 BLOCK_SECONDS = 4.0  # output computed at a time, per thread: bounds the memory
 TILE_SECONDS = 0.5  # CPU tiles at high rates, small enough for the L3 cache
 LOW_RATE_TILE_SECONDS = 4.0  # CPU tiles at the lowest rates, where the weights are large and the activations small
+SPECTRAL_CHANNELS = 256  # CPU convolutions of 7 taps or more from this many channels on are spectral products
+SPECTRAL_SIZE = 32  # points of their DFT windows
 
 
 def autocast_dtype(device: torch.device) -> torch.dtype:
@@ -96,15 +102,84 @@ def fused_snake(device_type: str, input_dtype: torch.dtype, dtype: torch.dtype):
         return eager
 
 
+@functools.cache
+def real_dft(size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The DFT of `size` (even) real points as a (size, size) matrix, rows cos(2 pi f n / size) for bins
+    f = 0..size/2 (real parts), then -sin(2 pi f n / size) for f = 1..size/2-1 (imaginary parts); and its inverse."""
+    half = size // 2
+    angles = 2 * math.pi * torch.arange(half + 1, dtype=torch.float64)[:, None] * torch.arange(size) / size
+    forward = torch.cat([angles.cos(), -angles[1:half].sin()])
+    weights = torch.full((half + 1, 1), 2.0, dtype=torch.float64)
+    weights[0] = weights[half] = 1
+    inverse = torch.cat([weights * angles.cos(), -2 * angles[1:half].sin()]).T / size
+    return forward.float(), inverse.float()
+
+
+_spectra = weakref.WeakKeyDictionary()  # convolution -> (its parameters' storage and versions), spectrum
+
+
+def weight_spectrum(conv: nn.Conv1d) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The DFT over SPECTRAL_SIZE points of `conv`'s reversed (C', C, k) taps, as float32 (C, C') matrices per bin:
+    real parts (bins, C, C'), imaginary parts of the bins but the first and last (bins - 2, C, C'), and the sum of
+    the two (Gauss's complex product: 3 real matrix products instead of 4). Computed once and kept until `conv`'s
+    parameters change (in place, or replaced): 6.7x the memory of its weight."""
+    key = [(p.data_ptr(), None if p.is_inference() else p._version) for p in conv.parameters()]
+    if conv in _spectra and _spectra[conv][0] == key:
+        return _spectra[conv][1]
+    weight = conv.weight.detach().float()
+    forward, _ = real_dft(SPECTRAL_SIZE)
+    kernel, bins = weight.shape[-1], SPECTRAL_SIZE // 2 + 1
+    spectrum = forward[:, :kernel].flip(-1) @ weight.permute(2, 0, 1).reshape(kernel, -1)  # (size, C' * C)
+    spectrum = spectrum.view(SPECTRAL_SIZE, *weight.shape[:2]).transpose(1, 2)
+    real, imag = spectrum[:bins], spectrum[bins:]
+    spectrum = real, imag, real[1:-1] + imag
+    _spectra[conv] = key, spectrum
+    return spectrum
+
+
+def spectral_convolution(hidden_states: torch.Tensor, spectrum: tuple, kernel: int, dilation: int) -> torch.Tensor:
+    """Valid convolution of (B, T, C) float32 `hidden_states` by the `kernel`-tap weight of `spectrum`
+    (`weight_spectrum`), dilated: (B, T - (kernel - 1) * dilation, C').
+
+    Each of the `dilation` interleaved sequences is cut into windows of SPECTRAL_SIZE points overlapping by
+    kernel - 1 (overlap-save); per DFT bin, the windows' spectra times the weight's are one complex matrix product
+    over channels; the last SPECTRAL_SIZE - kernel + 1 points of each window's inverse DFT are outputs. For 7 taps
+    this is 2.6x fewer multiply-adds than the direct convolution, and it rounds no worse (its error against a
+    float64 convolution was 2e-6 where oneDNN's was 4e-6 to 9e-6)."""
+    real, imag, both = spectrum
+    forward, inverse = real_dft(SPECTRAL_SIZE)
+    batch, length, channels = hidden_states.shape
+    bins, step = real.shape[0], SPECTRAL_SIZE - kernel + 1
+    windows = -(-(-(-length // dilation) - kernel + 1) // step)  # per interleaved sequence
+    padded = windows * step + kernel - 1
+    hidden_states = F.pad(hidden_states, (0, 0, 0, padded * dilation - length))
+    sequences = hidden_states.view(batch, padded, dilation, channels).permute(0, 2, 3, 1)  # (B, d, C, T / d)
+    rows = sequences.unfold(3, SPECTRAL_SIZE, step).transpose(2, 3).reshape(-1, SPECTRAL_SIZE)  # (B * d * n * C, size)
+    spectra = (forward @ rows.T).view(SPECTRAL_SIZE, -1, channels)  # (size, B * d * n, C): real, imaginary parts
+    re, im = spectra[:bins], spectra[bins:]
+    out = hidden_states.new_empty(SPECTRAL_SIZE, re.shape[1], real.shape[-1])
+    torch.bmm(re, real, out=out[:bins])
+    products = torch.bmm(im, imag)
+    torch.bmm(re[1:-1] + im, both, out=out[bins:])
+    out[bins:].sub_(out[1 : bins - 1]).sub_(products)
+    out[1 : bins - 1].sub_(products)
+    out = (inverse[kernel - 1 :] @ out.view(SPECTRAL_SIZE, -1)).view(step, batch, dilation, windows, -1)
+    out = out.permute(1, 3, 0, 2, 4).reshape(batch, windows * step * dilation, -1)  # (B, n, step, d, C') in time order
+    return out[:, : length - (kernel - 1) * dilation]
+
+
 class Conv:
     """Optional Snake, then a convolution with a masked output, on a stretch of the sequence: (B, T, C) -> (B, T', C').
 
-    The convolution runs in `dtype`, as a matrix product if `matrix`; the Snake, in float32, writes `dtype`, with
-    `fused_snake`'s kernels if `fused`.
+    The convolution runs in `dtype`, as a matrix product if `matrix`, or, on CPU in float32 with 7 taps or more and
+    SPECTRAL_CHANNELS input channels or more, as a spectral product (1.3-2.6x faster than oneDNN's there, one thread,
+    slower with fewer channels); the Snake, in float32, writes `dtype`, with `fused_snake`'s kernels if `fused`.
     """
 
     def __init__(self, conv: nn.Conv1d, activation: nn.Module | None, dtype: torch.dtype, fused: bool, matrix: bool = False):
         (self.kernel,), (self.stride,), (self.padding,), (self.dilation,) = conv.kernel_size, conv.stride, conv.padding, conv.dilation
+        spectral = conv.weight.device.type == "cpu" and dtype == torch.float32 and conv.stride == (1,) and not matrix
+        self.spectrum = weight_spectrum(conv) if spectral and self.kernel >= 7 and conv.in_channels >= SPECTRAL_CHANNELS else None
         weight = conv.weight.to(dtype)
         self.weight = weight.flatten(1)[..., None, None] if matrix else weight.unsqueeze(2)  # (C', C * k, 1, 1) or (C', C, 1, k)
         self.bias, self.dtype, self.matrix = conv.bias.to(dtype), dtype, matrix
@@ -131,6 +206,9 @@ class Conv:
         hidden_states = self.activate(hidden_states)
         if a < 0 or b > size:
             hidden_states = F.pad(hidden_states, (0, 0, max(0, -a), max(0, b - size)))
+        if self.spectrum is not None:
+            hidden_states = spectral_convolution(hidden_states, self.spectrum, self.kernel, self.dilation)
+            return masked(hidden_states.add_(self.bias), lengths, low)
         if self.matrix:  # columns (B, T', C * k) of k steps
             columns = hidden_states.unfold(1, self.kernel, self.stride).flatten(2)
             return masked(matrix_product(columns, self.weight, self.bias), lengths, low)

@@ -77,6 +77,63 @@ def test_padding_masks_equal_the_reference_path(monkeypatch, ratios):
     assert_same(model, audio, padding_mask)
 
 
+@pytest.mark.parametrize("kernel, dilation", [(7, 1), (7, 3), (7, 9), (3, 2)])
+def test_spectral_convolution_equals_the_direct_one(kernel, dilation):
+    generator = torch.Generator().manual_seed(0)
+    conv = torch.nn.Conv1d(5, 4, kernel, dilation=dilation, bias=False)
+    span = (kernel - 1) * dilation
+    for length in (span + 1, span + 2, 3 * span + 4, 500):  # one output, a few, and many windows
+        hidden_states = torch.randn(2, length, 5, generator=generator)
+        got = inference_rvqgan.spectral_convolution(hidden_states, inference_rvqgan.weight_spectrum(conv), kernel, dilation)
+        expected = torch.nn.functional.conv1d(hidden_states.double().transpose(1, 2), conv.weight.double(), dilation=dilation)
+        assert got.shape == (2, length - span, 4)
+        assert torch.allclose(got.double(), expected.transpose(1, 2), rtol=0, atol=1e-5)
+
+
+def spectral_everywhere(monkeypatch) -> list:
+    """Every 7-tap float32 convolution of a tiny model as a spectral product; returns the list of calls, filled in."""
+    calls = []
+    spectral_convolution = inference_rvqgan.spectral_convolution
+    monkeypatch.setattr(inference_rvqgan, "SPECTRAL_CHANNELS", 1)
+    monkeypatch.setattr(inference_rvqgan, "spectral_convolution", lambda *args: calls.append(1) or spectral_convolution(*args))
+    return calls
+
+
+@pytest.mark.parametrize("tile_seconds", [0.002, 0.03, 10.0])
+def test_spectral_convolutions_equal_the_reference_path(monkeypatch, tile_seconds):
+    set_tiles(monkeypatch, tile_seconds)
+    calls = spectral_everywhere(monkeypatch)
+    model = tiny_model()
+    hop = model.config.hop_length
+    for samples in (1, 37 * hop + 5):
+        assert_same(model, 0.3 * torch.randn(2, 1, samples, generator=torch.Generator().manual_seed(samples)))
+    samples = 40 * hop + 3
+    padding_mask = torch.ones(2, samples, dtype=torch.long)
+    padding_mask[1, 7:] = 0
+    assert_same(model, 0.3 * torch.randn(2, 1, samples, generator=torch.Generator().manual_seed(0)), padding_mask)
+    assert calls
+
+
+def test_spectra_follow_weight_changes(monkeypatch):
+    """The weights' spectra are kept between calls: changed weights, in place or loaded, or through weight norm,
+    give new ones."""
+    set_tiles(monkeypatch, 0.01)
+    spectral_everywhere(monkeypatch)
+    model, other = tiny_model(), tiny_model(seed=1)
+    audio = 0.3 * torch.randn(1, 1, 1000, generator=torch.Generator().manual_seed(0))
+    assert_same(model, audio)
+    with torch.no_grad():
+        model.encoder.block[0].res_unit1.conv1.weight.mul_(1.5)
+    assert_same(model, audio)
+    model.load_state_dict(other.state_dict())
+    assert_same(model, audio)
+    model.apply_weight_norm()
+    assert_same(model, audio, tolerance=1e-4)
+    with torch.no_grad():
+        model.decoder.block[0].res_unit1.conv1.parametrizations.weight.original0.mul_(1.5)
+    assert_same(model, audio, tolerance=1e-4)
+
+
 def test_tiles_in_parallel_threads(monkeypatch):
     """Tiles run on the intra-op thread count's worth of threads, whose torch ops use one thread; the count is back
     to what it was afterwards."""
@@ -91,9 +148,11 @@ def test_tiles_in_parallel_threads(monkeypatch):
     assert torch.get_num_threads() == 2
 
 
-def test_outputs_do_not_vary_from_call_to_call():
+@pytest.mark.parametrize("spectral_channels", [inference_rvqgan.SPECTRAL_CHANNELS, 1])  # none, or all 7-tap spectral
+def test_outputs_do_not_vary_from_call_to_call(monkeypatch, spectral_channels):
     """Tiles of different sizes computed at once on 8 threads: every call gives the same bits (MKL's matrix
     products, used from several threads at once, did not)."""
+    monkeypatch.setattr(inference_rvqgan, "SPECTRAL_CHANNELS", spectral_channels)
     torch.set_num_threads(8)
     model = tiny_model()
     audio = 0.3 * torch.randn(1, 1, 320, generator=torch.Generator().manual_seed(0))
