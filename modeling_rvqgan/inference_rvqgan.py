@@ -8,7 +8,8 @@ float rounding of the convolution kernels). On CPU, tiles run in parallel, as ma
 Activations are (B, T, C), channels last, which oneDNN convolves without reordering. At the lowest rates, where rows
 are few and weights large, convolutions are matrix products instead, computed as 1x1 convolutions: MKL's
 matrix products round differently when several threads call them at once, which would make outputs vary from call
-to call. On CPU, float32 convolutions of 7 taps from 256 channels on are products of spectra (`spectral_convolution`).
+to call. On CPU, float32 convolutions of 7 taps from 256 channels on are products of spectra (`spectral_convolution`),
+whose matrix products, called from the tiles' threads at once, were measured to give the same bits on every call.
 Under autocast, Snake activations are one TorchInductor kernel each (`fused_snake`). Weights are used as stored (cast
 under autocast) and weight norm parametrizations are read once per call; only the weights' spectra are kept between
 calls, until the weights change (`weight_spectrum`).

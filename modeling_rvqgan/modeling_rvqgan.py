@@ -91,9 +91,9 @@ class RvqganModel(RvqganPreTrainedModel):
     ...     audio = model.decode(audio_codes=codes).audio_values
 
     In eval mode without autograd, `encode` and `decode` run `inference_rvqgan`'s tiled passes (the same outputs up
-    to float rounding, about 2.4x faster than `DacModel` on CPU). Under `torch.autocast`, the decoder's convolutions run in the autocast
-    dtype; encoding stays in float32 (its Snakes compiled kernels, which round differently), so the codes are float32's
-    but for near-ties.
+    to float rounding, about 2.4x faster than `DacModel` on CPU). Under `torch.autocast`, the decoder's convolutions
+    run in the autocast dtype; encoding stays in float32 (its Snakes compiled kernels, which round differently), so
+    the codes are float32's but for near-ties.
     """
 
     def __init__(self, config: RvqganConfig):
