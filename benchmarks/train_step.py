@@ -12,19 +12,32 @@ never used). Random weights and input (0.38 s excerpts, 16758 samples): the spee
 steps alternate; the table gives medians after one warm-up step each, of wall time and of process CPU time
 (all threads). On a machine shared with other work, `--threads 1` and CPU time are the steadiest measure: with more
 threads, waiting threads spin and other processes' load inflates both figures.
+
+    python benchmarks/train_step.py --against REV [--config training/configs/default.yaml] [--steps 10] [--repeats 3]
+
+measures instead `training.train` itself, this checkout against the code of git revision REV (checked out to a
+temporary folder): for each, a process builds `Trainer` from the config (validation off) and runs its `train()` loop
+for 3 warm-up steps then `--steps` timed ones (from the start of one step to the start of the step after the last:
+data, logging steps and all), the two alternating `--repeats` times; the table gives medians of seconds per step
+and steps per hour, and each code's first-step losses (same seed, same data: equal up to float rounding).
 """
 
 import argparse
+import json
 import math
+import os
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 
 from modeling_rvqgan import RvqganConfig, RvqganModel  # noqa: E402
 from training.discriminators import RvqganDiscriminator  # noqa: E402
@@ -121,13 +134,76 @@ def excerpts(batch_size: int) -> torch.Tensor:
     return (0.5 * audio / audio.abs().amax(-1, keepdim=True))[:, None]
 
 
+WARMUP_STEPS = 3
+TRAINER_RUN = """
+import json, sys, time
+from training.config import load_config
+from training.train import Trainer
+config_path, output_dir, warmup, steps = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+config = load_config(config_path, [f"output_dir={output_dir}", "data.validation=[]", f"num_steps={warmup + steps + 1}",
+                                   f"checkpoint_every={warmup + steps + 1}"])
+trainer = Trainer(config)
+starts, losses, step = [], [], trainer.train_step
+def timed(*args, **kwargs):
+    starts.append(time.perf_counter())
+    logs = step(*args, **kwargs)
+    losses.append({k: v for k, v in logs.items() if k.startswith("loss/")})
+    return logs
+trainer.train_step = timed
+trainer.train()
+print(json.dumps({"seconds": (starts[warmup + steps] - starts[warmup]) / steps, "losses": losses[0]}))
+"""
+
+
+def trainer_seconds(source: Path, config: Path, steps: int) -> dict:
+    """Seconds per step of `training.train` from the code in `source`, in a new process."""
+    with tempfile.TemporaryDirectory() as output_dir:
+        # run from this checkout (the config's relative data paths), importing the code of `source` (-P: not the cwd's)
+        result = subprocess.run([sys.executable, "-P", "-c", TRAINER_RUN, str(config), output_dir, str(WARMUP_STEPS),
+                                 str(steps)], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(source)},
+                                capture_output=True, text=True)
+    if result.returncode:
+        raise SystemExit(f"training.train in {source} failed:\n{result.stderr[-3000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def compare_with_revision(revision: str, config: Path, steps: int, repeats: int):
+    with tempfile.TemporaryDirectory() as baseline:
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", revision], check=True, capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", baseline], input=archive, check=True)
+        sources = {f"{revision} (before)": Path(baseline), "this checkout": ROOT}
+        runs = {name: [] for name in sources}
+        for repeat in range(repeats):
+            for name, source in sources.items():
+                runs[name].append(trainer_seconds(source, config.resolve(), steps))
+                print(f"repeat {repeat + 1} {name}: {runs[name][-1]['seconds']:.3f} s/step", flush=True)
+    reference = statistics.median(r["seconds"] for r in runs[f"{revision} (before)"])
+    print(f"\n{config}, {steps} steps after {WARMUP_STEPS} warm-up steps, {repeats} runs each (alternating), "
+          f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print("| code | median s/step (min-max) | steps/hour | speed-up |")
+    print("|---|---:|---:|---:|")
+    for name, results in runs.items():
+        seconds = [r["seconds"] for r in results]
+        median = statistics.median(seconds)
+        print(f"| {name} | {median:.3f} ({min(seconds):.3f}-{max(seconds):.3f}) | {3600 / median:.0f} | "
+              f"{reference / median:.2f}x |")
+    for name, results in runs.items():
+        print(f"first-step losses, {name}: " + ", ".join(f"{k} {v:.5f}" for k, v in sorted(results[0]["losses"].items())))
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=2)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--against", metavar="REV", help="time training.train against the code of git revision REV")
+    parser.add_argument("--config", type=Path, default=ROOT / "training" / "configs" / "default.yaml")
+    parser.add_argument("--steps", type=int, default=10, help="timed steps per run (with --against)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.against:
+        compare_with_revision(args.against, args.config, args.steps, args.repeats)
+        return
 
     signal = excerpts(args.batch_size)
     ours, descript = RvqganStep(), DescriptStep()

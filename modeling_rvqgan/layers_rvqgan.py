@@ -27,15 +27,22 @@ def masked(hidden_states: torch.Tensor, lengths: torch.Tensor | None) -> torch.T
     return hidden_states if mask is None else hidden_states * mask
 
 
+def snake(hidden_states: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    """Snake x + 1/alpha * sin^2(alpha * x) of (B, C, T) `hidden_states` with (1, C, 1) `alpha`."""
+    return hidden_states + (alpha + 1e-9).reciprocal() * torch.sin(alpha * hidden_states).pow(2)
+
+
 class Snake1d(nn.Module):
-    """Snake activation x + 1/alpha * sin^2(alpha * x), one learnable alpha per channel."""
+    """Snake activation, one learnable alpha per channel. `kernel(hidden_states, alpha)` computes it: `snake` by
+    default; training on CPU plugs in fused kernels (`training.snake.FusedSnake`)."""
 
     def __init__(self, channels: int):
         super().__init__()
         self.alpha = nn.Parameter(torch.ones(1, channels, 1))
+        self.kernel = snake
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        return hidden_states + (self.alpha + 1e-9).reciprocal() * torch.sin(self.alpha * hidden_states).pow(2)
+        return self.kernel(hidden_states, self.alpha)
 
 
 class RvqganResidualUnit(nn.Module):

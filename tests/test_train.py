@@ -193,3 +193,49 @@ def test_config_overrides_and_errors(tmp_path):
     result = subprocess.run([sys.executable, "-m", "training.train", "--config", TINY, "num_step=3"], cwd=ROOT,
                             capture_output=True, text=True)
     assert result.returncode != 0 and "num_step" in result.stderr
+
+
+# ----- recipe options and kernels
+
+
+def test_reconstruction_steps_leave_the_discriminator_alone(tmp_path):
+    config = load_config(TINY, [f"output_dir={tmp_path}", "data.validation=[]", "reconstruction_steps=1"])
+    trainer = Trainer(config)
+    batches = iter(trainer.loader)
+    before = {k: v.clone() for k, v in trainer.discriminator.state_dict().items()}
+    logs = trainer.train_step(next(batches))
+    assert "loss/adversarial" not in logs and "loss/discriminator" not in logs and logs["loss/mel"] > 0
+    assert all(torch.equal(before[k], v) for k, v in trainer.discriminator.state_dict().items())
+    trainer.step = 1  # past the warm-up: the paper's GAN step
+    logs = trainer.train_step(next(batches), log=False)
+    assert {"loss/adversarial", "loss/feature", "loss/discriminator"} <= set(logs) and "loss/stft" not in logs
+    assert not all(torch.equal(before[k], v) for k, v in trainer.discriminator.state_dict().items())
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 50), (1, 16, 7), (4, 8, 1000)])
+def test_fused_snake_equals_autograd_through_the_layer(shape):
+    from modeling_rvqgan.layers_rvqgan import snake
+    from training.snake import FusedSnake
+
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(shape, generator=generator, dtype=torch.float64) * 3
+    alpha = torch.rand(1, shape[1], 1, generator=generator, dtype=torch.float64) * 2 + 0.05
+    grad = torch.randn(shape, generator=generator, dtype=torch.float64)
+    reference = [x.clone().requires_grad_(), alpha.clone().requires_grad_()]
+    expected = snake(*reference)
+    expected_grads = torch.autograd.grad(expected, reference, grad)
+    fused = [x.float().requires_grad_(), alpha.float().requires_grad_()]
+    out = FusedSnake.apply(*fused)
+    grads = torch.autograd.grad(out, fused, grad.float())
+    torch.testing.assert_close(out.double(), expected, rtol=1e-5, atol=1e-5)
+    for got, want in zip(grads, expected_grads):
+        torch.testing.assert_close(got.double(), want, rtol=1e-4, atol=1e-4 * want.abs().max().item())
+
+
+def test_trainer_on_cpu_uses_the_fused_snake(tmp_path):
+    from modeling_rvqgan.layers_rvqgan import Snake1d
+    from training.snake import FusedSnake
+
+    trainer = Trainer(load_config(TINY, [f"output_dir={tmp_path}", "data.validation=[]"]))
+    kernels = {m.kernel for m in trainer.generator.modules() if isinstance(m, Snake1d)}
+    assert kernels == {FusedSnake.apply}

@@ -34,6 +34,7 @@ class TrainConfig:
     lambdas: dict = field(default_factory=lambda: dict(LAMBDAS))  # loss weights; missing ones keep the default
     batch_size: int = 72  # global: split over processes and accumulation steps
     num_steps: int = 400_000
+    reconstruction_steps: int = 0  # a warm-up: the first N steps train the generator on mel + VQ losses alone
     learning_rate: float = 1e-4
     betas: tuple[float, float] = (0.8, 0.99)
     lr_gamma: float = 0.999996  # ExponentialLR, stepped every step

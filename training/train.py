@@ -3,7 +3,10 @@
     accelerate launch -m training.train --config training/configs/44khz.yaml [--resume] [key.sub=value ...]
 
 Each step runs the generator once, then the discriminator step on the detached reconstruction, then the generator
-step (mel 15, feature matching 2, adversarial 1, commitment 0.25, codebook 1). Writes to `output_dir`:
+step (mel 15, feature matching 2, adversarial 1, commitment 0.25, codebook 1). The first `reconstruction_steps` steps
+(0 in the paper's recipe) train the generator alone on the mel, commitment and codebook losses, the discriminator not
+run. Batches are read in a background thread, ahead of the step; on CPU, Snake's forward and backward are compiled
+kernels (`training.snake`). Writes to `output_dir`:
 `checkpoints/step-N/` (resumable, see `training.checkpoint`), `logs/` (TensorBoard: losses, lr, gradient norms,
 codebook usage, validation audio and mel spectrograms), `metrics.jsonl` (the logged scalars), `best/` (the generator
 with the lowest validation mel distance) and at the end `model/` (the generator, a transformers folder with its
@@ -29,9 +32,10 @@ from modeling_rvqgan import RvqganConfig, RvqganModel
 
 from .checkpoint import checkpoints, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .config import TrainConfig, load_config
-from .data import ExcerptStream, validation_excerpts
+from .data import ExcerptStream, Prefetcher, validation_excerpts
 from .discriminators import RvqganDiscriminator
 from .losses import MelSpectrogramLoss, MultiScaleSTFTLoss, discriminator_loss, generator_losses
+from .snake import use_fused_snake
 
 
 def build_generator(config: TrainConfig) -> RvqganModel:
@@ -93,10 +97,12 @@ class Trainer:
         generator = build_generator(config)
         self.model_config = generator.config
         discriminator = RvqganDiscriminator(sampling_rate=self.model_config.sampling_rate, **config.discriminator)
+        if acc.device.type == "cpu":
+            use_fused_snake(generator)
         if config.compile:
             generator, discriminator = torch.compile(generator), torch.compile(discriminator)
-        opt_g = torch.optim.AdamW(generator.parameters(), lr=config.learning_rate, betas=config.betas)
-        opt_d = torch.optim.AdamW(discriminator.parameters(), lr=config.learning_rate, betas=config.betas)
+        opt_g = torch.optim.AdamW(generator.parameters(), lr=config.learning_rate, betas=config.betas, foreach=True)
+        opt_d = torch.optim.AdamW(discriminator.parameters(), lr=config.learning_rate, betas=config.betas, foreach=True)
         sched_g = torch.optim.lr_scheduler.ExponentialLR(opt_g, config.lr_gamma)
         sched_d = torch.optim.lr_scheduler.ExponentialLR(opt_d, config.lr_gamma)
         self.data = ExcerptStream(
@@ -141,7 +147,7 @@ class Trainer:
 
     def save_checkpoint(self):
         acc = self.accelerator
-        processes = gather_object([{"data": self.data.state_dict(), "rng": rng_state()}])
+        processes = gather_object([{"data": self.batches.state_dict(), "rng": rng_state()}])
         if acc.is_main_process:
             state = {"best": self.best, "skipped": self.skipped, "processes": processes}
             for key in ("opt_g", "opt_d", "sched_g", "sched_d"):
@@ -164,36 +170,47 @@ class Trainer:
 
     # ----- the step
 
-    def train_step(self, audio: torch.Tensor) -> dict:
-        """One D step then one G step on `audio` (B, 1, T), as DAC's `train_loop`; returns the logged values.
+    def train_step(self, audio: torch.Tensor, log: bool = True) -> dict:
+        """One D step then one G step on `audio` (B, 1, T), as DAC's `train_loop` (the G step alone during the first
+        `reconstruction_steps`); returns the losses, and with `log` also what is only logged (STFT and waveform
+        losses, gradient norms, codebook usage).
 
         Backward always runs (DDP needs it on every process); an optimizer steps only when its loss and gradient norm
         are finite on every process, otherwise its update is skipped and counted in `skipped/*`."""
         acc, lambdas = self.accelerator, self.config.lambdas
+        adversarial = self.step >= self.config.reconstruction_steps
         out = self.generator(audio)
         recons = out.audio_values.float()
 
-        d_loss = discriminator_loss(self.discriminator(recons.detach()), self.discriminator(audio))
-        acc.backward(d_loss)
-        d_norm = self._step(self.opt_d, self.sched_d, self.discriminator, self.config.clip_discriminator, d_loss)
+        if adversarial:
+            d_loss = discriminator_loss(self.discriminator(recons.detach()), self.discriminator(audio))
+            acc.backward(d_loss)
+            d_norm = self._step(self.opt_d, self.sched_d, self.discriminator, self.config.clip_discriminator, d_loss)
 
-        # the G losses go through the discriminator outside DDP: only the generator gets gradients from them
-        discriminator = acc.unwrap_model(self.discriminator)
         losses = {"mel": self.mel_loss(recons, audio), "commitment": out.commitment_loss, "codebook": out.codebook_loss}
-        with torch.no_grad():
-            real_fmaps = discriminator(audio)
-        losses["adversarial"], losses["feature"] = generator_losses(discriminator(recons), real_fmaps)
+        if adversarial:  # through the discriminator outside DDP: only the generator gets gradients from these
+            discriminator = acc.unwrap_model(self.discriminator)
+            with torch.no_grad():
+                real_fmaps = discriminator(audio)
+            losses["adversarial"], losses["feature"] = generator_losses(discriminator(recons), real_fmaps)
         g_loss = sum(lambdas[k] * v for k, v in losses.items())
         acc.backward(g_loss, inputs=list(self.generator.parameters()))
         g_norm = self._step(self.opt_g, self.sched_g, self.generator, self.config.clip_generator, g_loss)
 
         logs = {f"loss/{k}": v.item() for k, v in losses.items()}
+        logs["loss/generator"] = g_loss.item()
+        if adversarial:
+            logs["loss/discriminator"] = d_loss.item()
+        if not log:
+            return logs
         with torch.no_grad():
             logs["loss/stft"] = self.stft_loss(recons, audio).item()
             logs["loss/waveform"] = torch.nn.functional.l1_loss(recons, audio).item()
-        logs.update({"loss/generator": g_loss.item(), "loss/discriminator": d_loss.item(), "lr": self.sched_g.get_last_lr()[0]})
-        if d_norm is not None:
-            logs.update({"grad_norm/generator": g_norm.item(), "grad_norm/discriminator": d_norm.item()})
+        logs["lr"] = self.sched_g.get_last_lr()[0]
+        if g_norm is not None:
+            logs["grad_norm/generator"] = g_norm.item()
+        if adversarial and d_norm is not None:
+            logs["grad_norm/discriminator"] = d_norm.item()
         logs.update(codebook_usage(out.audio_codes, self.model_config.codebook_size))
         return logs
 
@@ -250,11 +267,11 @@ class Trainer:
         acc, config = self.accelerator, self.config
         self.generator.train()
         self.discriminator.train()
-        batches = iter(self.loader)
+        self.batches = Prefetcher(self.loader, self.data)
         progress = tqdm(total=config.num_steps, initial=self.step, disable=not acc.is_main_process, desc="training")
         while self.step < config.num_steps:
             with acc.accumulate(self.generator, self.discriminator):
-                logs = self.train_step(next(batches).to(acc.device))
+                logs = self.train_step(next(self.batches).to(acc.device), log=(self.step + 1) % config.log_every == 0)
             if not acc.sync_gradients:
                 continue
             self.step += 1
@@ -273,6 +290,7 @@ class Trainer:
             if self.step % config.checkpoint_every == 0 or self.step == config.num_steps:
                 self.save_checkpoint()
         progress.close()
+        self.batches.close()
         if acc.is_main_process:
             self.export_generator(self.output_dir / "model")
             acc.unwrap_model(self.discriminator).save_pretrained(self.output_dir / "discriminator")

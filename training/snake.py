@@ -1,0 +1,55 @@
+"""Snake for training on CPU: its forward and its backward are each one TorchInductor kernel (`torch.compile`),
+instead of autograd through the five elementwise ops of `snake`, which store four intermediates for the backward.
+
+With y = x + sin^2(a x) / (a + eps):
+    dy/dx = 1 + a sin(2 a x) / (a + eps)
+    dy/da = x sin(2 a x) / (a + eps) - sin^2(a x) / (a + eps)^2
+"""
+
+import warnings
+
+import torch
+
+from modeling_rvqgan.layers_rvqgan import Snake1d, snake
+
+
+def snake_backward(grad: torch.Tensor, hidden_states: torch.Tensor, alpha: torch.Tensor):
+    """Gradients of `snake` for (B, C, T) `grad` and `hidden_states`, (1, C, 1) `alpha`: (grad_x, grad_alpha)."""
+    inverse = (alpha + 1e-9).reciprocal()
+    scaled = alpha * hidden_states
+    sin_twice = torch.sin(2 * scaled)
+    grad_input = grad * (1 + alpha * inverse * sin_twice)
+    grad_alpha = grad * (hidden_states * sin_twice * inverse - torch.sin(scaled).pow(2) * inverse.pow(2))
+    return grad_input, grad_alpha.sum(dim=(0, 2), keepdim=True)
+
+
+compiled_forward = torch.compile(snake, dynamic=True, fullgraph=True)
+compiled_backward = torch.compile(snake_backward, dynamic=True, fullgraph=True)
+
+
+class FusedSnake(torch.autograd.Function):
+    """`snake` with compiled forward and backward kernels; saves only its inputs."""
+
+    @staticmethod
+    def forward(ctx, hidden_states: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(hidden_states, alpha)
+        return compiled_forward(hidden_states, alpha)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return compiled_backward(grad.contiguous(), *ctx.saved_tensors)
+
+
+def use_fused_snake(model: torch.nn.Module) -> bool:
+    """Plug `FusedSnake` into every `Snake1d` of `model` (on CPU); returns False, with a warning, where TorchInductor
+    cannot compile (no C++ compiler, say), leaving the eager `snake`."""
+    try:
+        x, alpha = torch.randn(2, 3, 5, requires_grad=True), torch.ones(1, 3, 1, requires_grad=True)
+        FusedSnake.apply(x, alpha).sum().backward()
+    except Exception as error:
+        warnings.warn(f"Snake activations train unfused (slower): TorchInductor failed with {error!r}")
+        return False
+    for module in model.modules():
+        if isinstance(module, Snake1d):
+            module.kernel = FusedSnake.apply
+    return True
