@@ -15,7 +15,7 @@ setup(
     license="MIT",
     python_requires=">=3.10",
     packages=["modeling_rvqgan", "feature_extraction", "rvqgan", "training", "evaluation"],
-    package_data={"training": ["model_card_template.md"]},
+    package_data={"training": ["model_card_template.md"], "rvqgan": ["default_model/*", "default_model/discriminator/*"]},
     install_requires=[
         "torch>=2.4",
         "transformers>=5.0,<6",

@@ -18,6 +18,7 @@ import torch
 from tests.conftest import ALSA_SPEECH, real_audio
 from training.checkpoint import checkpoints
 from training.config import load_config
+from training.export_default import export
 from training.data import ExcerptStream, Source, loudness, validation_excerpts
 from training.plot_curves import plot
 from training.train import Trainer
@@ -82,6 +83,16 @@ def test_two_processes_with_gloo(tmp_path, speech_and_music):
     assert any((out / "logs").rglob("events.out.tfevents.*"))
     plot(out, tmp_path / "curves.png")
     assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"
+
+    shipped = export(out, tmp_path / "shipped", Path(TINY))
+    from modeling_rvqgan import RvqganModel
+    from training.discriminators import RvqganDiscriminator
+
+    best = RvqganModel.from_pretrained(out / "best").state_dict()
+    assert all(torch.equal(best[k], v) for k, v in RvqganModel.from_pretrained(shipped).state_dict().items())
+    trained = RvqganDiscriminator.from_pretrained(out / "discriminator").state_dict()  # the last step's, as checkpoint 2
+    assert all(torch.equal(trained[k], v) for k, v in
+               RvqganDiscriminator.from_pretrained(shipped / "discriminator").state_dict().items())
 
 
 def test_sigkill_then_resume_continues_exactly(tmp_path, speech_and_music):

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Train the default model, or resume its run: the data and the run live under RVQGAN_HOME (~/.cache/rvqgan), outside
+# the checkout, so that each session resumes where the last one stopped. Extra arguments go to training.train
+# (key=value overrides). Without a run (a new machine) it starts from the generator shipped in rvqgan/default_model.
+# Usage: scripts/train_default.sh [--processes N] [key=value ...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+home="${RVQGAN_HOME:-$HOME/.cache/rvqgan}"
+processes=1
+if [ "${1:-}" = "--processes" ]; then processes="$2"; shift 2; fi
+scripts/setup.sh train
+mkdir -p "$home/data"
+ln -sfn "$home/data" data   # the config's data/default/... paths (data/ is git-ignored)
+[ -d data/default/train ] || .venv/bin/python -m training.make_default_data --out data/default
+[ -d data/default/validation ] || .venv/bin/python -m benchmarks.make_eval_set --out data/default/validation
+# a new machine, without the run: continue from the weights shipped in the package (fresh optimizer state)
+init=()
+if ! ls -d "$home/runs/default/checkpoints/step-"* >/dev/null 2>&1 && [ -f rvqgan/default_model/model.safetensors ]; then
+  init=(init_from=rvqgan/default_model)
+fi
+mode=(--cpu)
+[ "$processes" -gt 1 ] && mode=(--multi_gpu)
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-$(( $(nproc) / processes ))}"
+exec .venv/bin/python -m accelerate.commands.launch "${mode[@]}" --num_processes "$processes" --num_machines 1 \
+    --mixed_precision no --dynamo_backend no -m training.train --config training/configs/default.yaml --resume \
+    "output_dir=$home/runs/default" "${init[@]}" "$@"
