@@ -8,6 +8,10 @@ cd "$(dirname "$0")/.."
 home="${RVQGAN_HOME:-$HOME/.cache/rvqgan}"
 processes=1
 if [ "${1:-}" = "--processes" ]; then processes="$2"; shift 2; fi
+# the Debian packages of training.make_default_data's sources
+scripts/system-packages.sh espeak-ng asterisk-core-sounds-{en,fr,es}-g722 frozen-bubble-data klettres-data \
+    ktuberling-data hedgewars-data wesnoth-1.16-music colobot-common-sounds nexuiz-music sound-theme-freedesktop \
+    oxygen-sounds
 scripts/setup.sh train
 mkdir -p "$home/data"
 ln -sfn "$home/data" data   # the config's data/default/... paths (data/ is git-ignored)

@@ -23,8 +23,10 @@ def snake_backward(grad: torch.Tensor, hidden_states: torch.Tensor, alpha: torch
     return grad_input, grad_alpha.sum(dim=(0, 2), keepdim=True)
 
 
-compiled_forward = torch.compile(snake, dynamic=True, fullgraph=True)
-compiled_backward = torch.compile(snake_backward, dynamic=True, fullgraph=True)
+# inputs are passed detached (plain tensors, not Parameters) so that the guards see one type; shapes are dynamic but
+# for dynamo's 0/1 specialisation (a batch of 1 is a second graph); past the recompile limit dynamo runs them eager
+compiled_forward = torch.compile(snake, dynamic=True)
+compiled_backward = torch.compile(snake_backward, dynamic=True)
 
 
 class FusedSnake(torch.autograd.Function):
@@ -33,11 +35,12 @@ class FusedSnake(torch.autograd.Function):
     @staticmethod
     def forward(ctx, hidden_states: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
         ctx.save_for_backward(hidden_states, alpha)
-        return compiled_forward(hidden_states, alpha)
+        return compiled_forward(hidden_states.detach(), alpha.detach())
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        return compiled_backward(grad.contiguous(), *ctx.saved_tensors)
+        hidden_states, alpha = ctx.saved_tensors
+        return compiled_backward(grad.contiguous(), hidden_states.detach(), alpha.detach())
 
 
 def use_fused_snake(model: torch.nn.Module) -> bool:
