@@ -15,6 +15,7 @@ from functools import lru_cache
 import numpy as np
 import soxr
 import torch
+from transformers.audio_utils import mel_filter_bank
 
 MEL_N_MELS = (5, 10, 20, 40, 80, 160, 320)
 MEL_WINDOWS = (32, 64, 128, 256, 512, 1024, 2048)
@@ -52,9 +53,10 @@ def _magnitude(audio: np.ndarray, window: int) -> torch.Tensor:
 
 @lru_cache(maxsize=64)
 def mel_filters(sampling_rate: int, n_fft: int, n_mels: int) -> torch.Tensor:
-    """librosa's slaney mel filter bank (fmin 0, fmax sr/2), `(n_mels, n_fft // 2 + 1)` float64."""
-    librosa = _require("librosa", "librosa", "mel_distance")
-    return torch.from_numpy(librosa.filters.mel(sr=sampling_rate, n_fft=n_fft, n_mels=n_mels, fmin=0.0, fmax=None).astype(np.float64))
+    """The slaney mel filter bank of librosa and DAC (fmin 0, fmax sr/2), `(n_mels, n_fft // 2 + 1)` float64."""
+    filters = mel_filter_bank(num_frequency_bins=n_fft // 2 + 1, num_mel_filters=n_mels, min_frequency=0.0,
+                              max_frequency=sampling_rate / 2, sampling_rate=sampling_rate, norm="slaney", mel_scale="slaney")
+    return torch.from_numpy(filters.T)
 
 
 def mel_distance(reference, estimate, sampling_rate: int, n_mels=MEL_N_MELS, window_lengths=MEL_WINDOWS) -> float:

@@ -1,27 +1,22 @@
 """Finding the model a command runs: a local directory, a Hub repo id, or the default model."""
 
 import hashlib
-import logging
+from pathlib import Path
 
 import torch
 
-from modeling_rvqgan import RvqganConfig, RvqganModel
+from modeling_rvqgan import RvqganModel
 
-logger = logging.getLogger(__name__)
-RANDOM_DEFAULT = "random-44khz"
+DEFAULT_MODEL = Path(__file__).with_name("default_model")  # package data: the shipped 44.1 kHz model
 
 
 def load_model(name_or_path: str | None = None, device: str = "cpu") -> tuple[RvqganModel, str]:
     """The model in eval mode and its identity, `"<name>@sha256:<digest of the weights>"`, which `.rvq` files record.
 
-    Without a name: the default model. No trained default ships yet, so that is a randomly initialised 44.1 kHz
-    model (seed 0), announced with a warning: its output is not music.
+    Without a name: the default model shipped inside the package (`rvqgan/default_model`), named `default`.
     """
     if name_or_path is None:
-        logger.warning("No trained default model is installed: using a RANDOMLY INITIALISED 44.1 kHz model (seed 0).")
-        with torch.random.fork_rng():
-            torch.manual_seed(0)
-            model, name = RvqganModel(RvqganConfig()), RANDOM_DEFAULT
+        model, name = RvqganModel.from_pretrained(DEFAULT_MODEL), "default"
     else:
         model, name = RvqganModel.from_pretrained(name_or_path), str(name_or_path)
     return model.eval().to(device), f"{name}@sha256:{weights_digest(model)}"

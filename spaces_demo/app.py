@@ -24,7 +24,6 @@ from evaluation import baselines, metrics
 from rvqgan import compress, decompress, load_model
 from rvqgan.audio_io import AudioFileError, read_audio
 from rvqgan.container import read, write
-from rvqgan.models import RANDOM_DEFAULT
 
 MAX_SECONDS = 30
 MIN_SECONDS = 0.1
@@ -236,12 +235,10 @@ def show_images(difference: bool, spectrograms: tuple[list[str], list[str]]) -> 
 
 
 def describe(identity: str, model, notices: list[str]) -> str:
-    """The model, a warning if its weights are random, and the notices, as Markdown."""
+    """The model and the notices, as Markdown."""
     config = model.config
     lines = [f"**Model** `{identity}`: {config.sampling_rate} Hz, {config.n_codebooks} codebooks of "
              f"{config.codebook_size} codes at {config.frame_rate:.2f} Hz."]
-    if identity.startswith(RANDOM_DEFAULT):
-        lines.append("**This model has random weights (no trained default is installed): its output is noise.**")
     return "\n\n".join(lines + notices)
 
 

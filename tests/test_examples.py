@@ -22,6 +22,13 @@ def test_roundtrip_example_decodes_every_clip_at_every_bitrate(tmp_path, capsys)
             kbps = f"{model.config.n_quantizers_to_kbps(n):.2f}"
             decoded = sf.info(tmp_path / "out" / f"{clip.stem}_{kbps}kbps.wav")
             assert decoded.samplerate == 44100 and decoded.frames == round(original.frames * 44100 / original.samplerate)
-            assert f"{clip.name}" in table and f"{kbps}" in table
+            (row,) = [line.split() for line in table.splitlines() if line.startswith(clip.name) and f" {kbps} " in line]
+            assert 0 < float(row[5]) < 100  # the measured mel distance
     assert len(list((tmp_path / "out").glob("*kbps.wav"))) == 2 * len(clips)  # 6 and 9 exceed the tiny model's 4
-    assert f"{len(clips)} clips" in table
+    assert f"{len(clips)} clips" in table and f"model: {tmp_path / 'model'}@sha256:" in table
+
+
+def test_roundtrip_example_runs_the_shipped_model_by_default(tmp_path, capsys):
+    roundtrip.main(["--out", str(tmp_path)])
+    assert "model: default@sha256:" in capsys.readouterr().out
+    assert len(list(tmp_path.glob("*_7.75kbps.wav"))) == len(list(EXAMPLES.glob("*.flac"))) + 1
