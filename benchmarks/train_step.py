@@ -138,10 +138,14 @@ WARMUP_STEPS = 3
 TRAINER_RUN = """
 import json, sys, time
 from training.config import load_config
+from training.config import TrainConfig
 from training.train import Trainer
 config_path, output_dir, warmup, steps = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-config = load_config(config_path, [f"output_dir={output_dir}", "data.validation=[]", f"num_steps={warmup + steps + 1}",
-                                   f"checkpoint_every={warmup + steps + 1}"])
+overrides = [f"output_dir={output_dir}", "data.validation=[]", f"num_steps={warmup + steps + 1}",
+             f"checkpoint_every={warmup + steps + 1}"]
+if "reconstruction_steps" in TrainConfig.__dataclass_fields__:  # the full GAN step, as code without the warm-up runs
+    overrides.append("reconstruction_steps=0")
+config = load_config(config_path, overrides)
 trainer = Trainer(config)
 starts, losses, step = [], [], trainer.train_step
 def timed(*args, **kwargs):

@@ -21,7 +21,9 @@ from training.config import load_config
 from training.export_default import export
 from training.data import ExcerptStream, Source, loudness, validation_excerpts
 from training.plot_curves import plot
-from training.train import Trainer
+from training.discriminators import RvqganDiscriminator
+from training.losses import discriminator_loss
+from training.train import Trainer, split_fmaps
 
 ROOT = Path(__file__).parent.parent
 TINY = str(ROOT / "training" / "configs" / "tiny.yaml")
@@ -250,3 +252,16 @@ def test_trainer_on_cpu_uses_the_fused_snake(tmp_path):
     trainer = Trainer(load_config(TINY, [f"output_dir={tmp_path}", "data.validation=[]"]))
     kernels = {m.kernel for m in trainer.generator.modules() if isinstance(m, Snake1d)}
     assert kernels == {FusedSnake.apply}
+
+
+def test_one_discriminator_pass_over_fake_and_real_equals_two():
+    torch.manual_seed(0)
+    discriminator = RvqganDiscriminator(period_channels=(4, 8, 8, 8, 8), stft_channels=4)
+    fake, real = 0.1 * torch.randn(2, 1, 4096), 0.1 * torch.randn(2, 1, 4096)
+    one = split_fmaps(discriminator(torch.cat([fake, real])), len(fake))
+    two = discriminator(fake), discriminator(real)
+    for fmaps_one, fmaps_two in zip(one, two):
+        for maps_one, maps_two in zip(fmaps_one, fmaps_two):
+            for a, b in zip(maps_one, maps_two, strict=True):
+                torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(discriminator_loss(*one), discriminator_loss(*two))

@@ -7,14 +7,11 @@ those samples), made mono, resampled to the model rate (soxr), normalised to -16
 zero-padded to 0.5 s for the measurement as audiotools does, floored at -70), scaled down to a peak of at most 1
 and given a random constant phase shift. Near-silent excerpts (below -40 LUFS) are redrawn up to 8 times, then the
 file is skipped. The stream is endless (epochs) and resumable: `state_dict()` holds the dataset position and the
-excerpt RNG, exact when batches are read in the training process (no loader workers); `Prefetcher` reads them in a
-thread of that process, ahead of the training step, and keeps resuming exact.
+excerpt RNG, exact when batches are read in the training process (no loader workers).
 """
 
 import io
 import math
-import queue
-import threading
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -155,51 +152,6 @@ class ExcerptStream(torch.utils.data.IterableDataset):
         self.stream.set_epoch(state["stream"]["epoch"])
         self.rng.bit_generator.state = state["rng"]
         self.buffer = list(state["buffer"].numpy())
-
-
-class Prefetcher:
-    """The batches of `loader` (over `stream`), read `depth` ahead in a background thread. Each batch comes with the
-    stream's state after it, so `state_dict()` is the state after the last batch handed out: resuming from it gives
-    the batches that follow, as without prefetching. Errors of the reader are raised by `__next__`."""
-
-    def __init__(self, loader: torch.utils.data.DataLoader, stream: ExcerptStream, depth: int = 2):
-        self.state = stream.state_dict()
-        self.queue: queue.Queue = queue.Queue(depth)
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._read, args=(iter(loader), stream), daemon=True)
-        self.thread.start()
-
-    def _read(self, batches, stream: ExcerptStream):
-        while not self.stop.is_set():
-            try:
-                item = next(batches), stream.state_dict()
-            except Exception as error:
-                item = error, None
-            while not self.stop.is_set():
-                try:
-                    self.queue.put(item, timeout=0.1)
-                    break
-                except queue.Full:
-                    continue
-            if item[1] is None:
-                return
-
-    def __iter__(self):
-        return self
-
-    def __next__(self) -> torch.Tensor:
-        batch, state = self.queue.get()
-        if state is None:
-            raise batch
-        self.state = state
-        return batch
-
-    def state_dict(self) -> dict:
-        return self.state
-
-    def close(self):
-        self.stop.set()
-        self.thread.join()
 
 
 def validation_excerpts(sources: list[Source], sampling_rate: int, duration: float, count: int, seed: int = 0,

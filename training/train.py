@@ -5,8 +5,7 @@
 Each step runs the generator once, then the discriminator step on the detached reconstruction, then the generator
 step (mel 15, feature matching 2, adversarial 1, commitment 0.25, codebook 1). The first `reconstruction_steps` steps
 (0 in the paper's recipe) train the generator alone on the mel, commitment and codebook losses, the discriminator not
-run. Batches are read in a background thread, ahead of the step; on CPU, Snake's forward and backward are compiled
-kernels (`training.snake`). Writes to `output_dir`:
+run. On CPU, Snake's forward and backward are compiled kernels (`training.snake`). Writes to `output_dir`:
 `checkpoints/step-N/` (resumable, see `training.checkpoint`), `logs/` (TensorBoard: losses, lr, gradient norms,
 codebook usage, validation audio and mel spectrograms), `metrics.jsonl` (the logged scalars), `best/` (the generator
 with the lowest validation mel distance) and at the end `model/` (the generator, a transformers folder with its
@@ -32,7 +31,7 @@ from modeling_rvqgan import RvqganConfig, RvqganModel
 
 from .checkpoint import checkpoints, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .config import TrainConfig, load_config
-from .data import ExcerptStream, Prefetcher, validation_excerpts
+from .data import ExcerptStream, validation_excerpts
 from .discriminators import RvqganDiscriminator
 from .losses import MelSpectrogramLoss, MultiScaleSTFTLoss, discriminator_loss, generator_losses
 from .snake import use_fused_snake
@@ -59,6 +58,11 @@ def codebook_usage(codes: torch.Tensor, codebook_size: int) -> dict:
         stats[f"codebooks/usage_{k}"] = (counts > 0).double().mean().item()
         stats[f"codebooks/entropy_bits_{k}"] = float(-(p * p.log2()).sum())
     return stats
+
+
+def split_fmaps(fmaps: list[list[torch.Tensor]], n: int) -> tuple[list, list]:
+    """The discriminator's feature maps of a batch `cat([a, b])` split into those of `a` (its first n items) and `b`."""
+    return [[f[:n] for f in maps] for maps in fmaps], [[f[n:] for f in maps] for maps in fmaps]
 
 
 def mel_figure(audio: np.ndarray, sampling_rate: int, title: str):
@@ -147,7 +151,7 @@ class Trainer:
 
     def save_checkpoint(self):
         acc = self.accelerator
-        processes = gather_object([{"data": self.batches.state_dict(), "rng": rng_state()}])
+        processes = gather_object([{"data": self.data.state_dict(), "rng": rng_state()}])
         if acc.is_main_process:
             state = {"best": self.best, "skipped": self.skipped, "processes": processes}
             for key in ("opt_g", "opt_d", "sched_g", "sched_d"):
@@ -183,7 +187,8 @@ class Trainer:
         recons = out.audio_values.float()
 
         if adversarial:
-            d_loss = discriminator_loss(self.discriminator(recons.detach()), self.discriminator(audio))
+            fmaps = self.discriminator(torch.cat([recons.detach(), audio]))  # one pass over both: fewer, larger convs
+            d_loss = discriminator_loss(*split_fmaps(fmaps, len(audio)))
             acc.backward(d_loss)
             d_norm = self._step(self.opt_d, self.sched_d, self.discriminator, self.config.clip_discriminator, d_loss)
 
@@ -267,11 +272,11 @@ class Trainer:
         acc, config = self.accelerator, self.config
         self.generator.train()
         self.discriminator.train()
-        self.batches = Prefetcher(self.loader, self.data)
+        batches = iter(self.loader)
         progress = tqdm(total=config.num_steps, initial=self.step, disable=not acc.is_main_process, desc="training")
         while self.step < config.num_steps:
             with acc.accumulate(self.generator, self.discriminator):
-                logs = self.train_step(next(self.batches).to(acc.device), log=(self.step + 1) % config.log_every == 0)
+                logs = self.train_step(next(batches).to(acc.device), log=(self.step + 1) % config.log_every == 0)
             if not acc.sync_gradients:
                 continue
             self.step += 1
@@ -290,7 +295,6 @@ class Trainer:
             if self.step % config.checkpoint_every == 0 or self.step == config.num_steps:
                 self.save_checkpoint()
         progress.close()
-        self.batches.close()
         if acc.is_main_process:
             self.export_generator(self.output_dir / "model")
             acc.unwrap_model(self.discriminator).save_pretrained(self.output_dir / "discriminator")
