@@ -16,6 +16,7 @@ import soundfile as sf
 import torch
 
 from tests.conftest import ALSA_SPEECH, real_audio
+from benchmarks.quality import _write_csv, summarize
 from training.checkpoint import checkpoints
 from training.config import load_config
 from training.export_default import export
@@ -86,7 +87,17 @@ def test_two_processes_with_gloo(tmp_path, speech_and_music):
     plot(out, tmp_path / "curves.png")
     assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"
 
-    shipped = export(out, tmp_path / "shipped", Path(TINY))
+    quality = tmp_path / "quality"
+    quality.mkdir()
+    scores = {"mel": 2.5, "stft": 4.0, "visqol": 3.0, "si_sdr": 5.0, "waveform": 0.1, "visqol_speech": float("nan"),
+              "pesq_wb": float("nan"), "stoi": float("nan")}
+    _write_csv(quality / "summary.csv", summarize([{"codec": "rvqgan", "kbps": 7.75, "true_kbps": 6.9, "file": "a.wav",
+                                                    "category": "music", **scores}]))
+    shipped = export(out, tmp_path / "shipped", Path(TINY), quality=quality)
+    card = (shipped / "README.md").read_text()
+    assert "2 steps (0 reconstruction-only, 2 GAN)" in card and "| 2 | " in card  # the validation row of step 2
+    assert "| rvqgan | 7.75 | 6.9 | 2.5 | 4.0 | 3.0 | 5.0 | – | – | – |" in card
+    assert (shipped / "curves.png").read_bytes()[:4] == b"\x89PNG"
     from modeling_rvqgan import RvqganModel
     from training.discriminators import RvqganDiscriminator
 

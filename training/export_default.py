@@ -1,32 +1,94 @@
 """Copy the default model's training run into the package, so that a new machine continues from it.
 
-    python -m training.export_default ~/.cache/rvqgan/runs/default
+    python -m training.export_default ~/.cache/rvqgan/runs/default [--quality benchmarks/results/default_model]
 
 Writes `rvqgan/default_model/`: the run's `best/` generator (the lowest validation mel distance: `model.safetensors`,
 `config.json`, `preprocessor_config.json`) and, in `discriminator/`, the discriminator of the newest checkpoint
-(`RvqganDiscriminator.from_pretrained`), each file at most 16 MB. `scripts/train_default.sh` starts from them when it
-finds no run.
+(`RvqganDiscriminator.from_pretrained`), each file at most 16 MB; `curves.png` (`training.plot_curves`);
+`training.md` (recipe, compute, validation scores), `eval_results.json` (the all-clips rows of a `benchmarks.quality`
+summary, when given) and the model card `README.md` made from them (`training.model_card`).
+`scripts/train_default.sh` starts from these weights when it finds no run.
 """
 
 import argparse
+import csv
+import json
+import math
 import shutil
 import sys
 from pathlib import Path
 
 from safetensors.torch import load_model
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from modeling_rvqgan import RvqganConfig
 
 from .checkpoint import checkpoints
 from .config import load_config
 from .discriminators import RvqganDiscriminator
+from .model_card import model_card
+from .plot_curves import plot
 
 TARGET = Path(__file__).resolve().parent.parent / "rvqgan" / "default_model"
 CONFIG = Path(__file__).resolve().parent / "configs" / "default.yaml"
 MAX_BYTES = 16 * 2**20
+MAX_GAP_SECONDS = 600  # longer gaps between logged steps are pauses between sessions, not training
+QUALITY_COLUMNS = ("codec", "kbps", "true_kbps", "mel", "stft", "visqol", "si_sdr", "visqol_speech", "pesq_wb", "stoi")
 
 
-def export(run_dir: Path, target: Path = TARGET, config: Path = CONFIG) -> Path:
+def training_hours(run_dir: Path) -> float:
+    """Wall-clock hours between the run's logged steps (TensorBoard event times), pauses over 10 minutes left out."""
+    seconds = 0.0
+    for events in sorted((run_dir / "logs").glob("events.out.tfevents.*")):
+        accumulator = EventAccumulator(str(events), size_guidance={"scalars": 0})
+        accumulator.Reload()
+        if "loss/mel" in accumulator.Tags()["scalars"]:
+            times = [event.wall_time for event in accumulator.Scalars("loss/mel")]
+            seconds += sum(b - a for a, b in zip(times, times[1:]) if b - a < MAX_GAP_SECONDS)
+    return seconds / 3600
+
+
+def training_record(run_dir: Path, config_path: Path, step: int) -> str:
+    """The card's training section: data, recipe, compute and the validation scores, as Markdown."""
+    config = load_config(config_path)
+    model, warmup = config.model, min(config.reconstruction_steps, step)
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    validation = [row for row in rows if "val/mel" in row]
+    lines = [
+        "Trained from scratch on CPU with `training.train` (`training/configs/default.yaml`), data from "
+        "`training.make_default_data`: speech, music and general sound from Debian packages (real voices, game "
+        "soundtracks, instrument samples, desktop and game sounds; each package's licence in `LICENSES.md` of the "
+        "rvqgan sources), mixed in equal shares; the evaluation clips of `benchmarks.make_eval_set` held out.",
+        "",
+        f"- Architecture: the paper's 44.1 kHz model (hop 512, {model.get('n_codebooks')} x {model.get('codebook_size')} "
+        f"codes) at encoder width {model.get('encoder_hidden_size')} and decoder width {model.get('decoder_hidden_size')}.",
+        f"- Recipe: batch {config.batch_size} x {config.data.duration} s, AdamW lr {config.learning_rate:g}, "
+        f"betas {tuple(config.betas)}; the first {config.reconstruction_steps} steps on the mel, commitment and "
+        "codebook losses alone, then the paper's GAN recipe (multi-period and multi-band STFT discriminators).",
+        f"- Compute: {step} steps ({warmup} reconstruction-only, {step - warmup} GAN), {training_hours(run_dir):.1f} "
+        "hours of a 2-core CPU.",
+        "",
+        f"Validation ({config.data.validation_examples} held-out clips of {config.data.validation_duration:g} s, "
+        "all codebooks; this folder's weights are the step with the lowest mel distance):",
+        "",
+        "| step | mel ↓ | STFT ↓ | SI-SDR ↑ |",
+        "|---:|---:|---:|---:|",
+    ]
+    lines += [f"| {r['step']} | {r['val/mel']:.3f} | {r['val/stft']:.3f} | {r['val/si_sdr']:.1f} |" for r in validation]
+    return "\n".join(lines) + "\n\n![training curves](curves.png)\n"
+
+
+def quality_rows(quality_dir: Path) -> list[dict]:
+    """The all-clips rows of a `benchmarks.quality` output folder's `summary.csv`, rounded ("–": not measured)."""
+    with open(quality_dir / "summary.csv", newline="") as handle:
+        rows = [row for row in csv.DictReader(handle) if row["category"] == "all"]
+    def cell(column: str, value: str):
+        return value if column == "codec" else round(float(value), 3) if math.isfinite(float(value)) else "–"
+
+    return [{c: cell(c, row[c]) for c in QUALITY_COLUMNS} for row in rows]
+
+
+def export(run_dir: Path, target: Path = TARGET, config: Path = CONFIG, quality: Path | None = None) -> Path:
     best, newest = run_dir / "best", checkpoints(run_dir / "checkpoints")
     if not (best / "model.safetensors").exists() or not newest:
         raise ValueError(f"{run_dir} has no best/ generator or no checkpoint yet")
@@ -39,6 +101,12 @@ def export(run_dir: Path, target: Path = TARGET, config: Path = CONFIG) -> Path:
     discriminator = RvqganDiscriminator(sampling_rate=rate, **load_config(config).discriminator)
     load_model(discriminator, str(newest[-1] / "discriminator.safetensors"))
     discriminator.save_pretrained(tmp / "discriminator")
+    step = int(newest[-1].name.split("-")[-1])
+    plot(run_dir, tmp / "curves.png")
+    (tmp / "training.md").write_text(training_record(run_dir, config, step))
+    if quality is not None:
+        (tmp / "eval_results.json").write_text(json.dumps(quality_rows(quality), indent=1) + "\n")
+    model_card(RvqganConfig.from_pretrained(best), "rvqgan/default_model", tmp).save(tmp / "README.md")
     too_big = [p for p in tmp.rglob("*") if p.is_file() and p.stat().st_size > MAX_BYTES]
     if too_big:
         shutil.rmtree(tmp)
@@ -51,9 +119,10 @@ def export(run_dir: Path, target: Path = TARGET, config: Path = CONFIG) -> Path:
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--quality", type=Path, help="a benchmarks.quality output folder measured on these weights")
     args = parser.parse_args(argv)
     try:
-        print(export(args.run_dir))
+        print(export(args.run_dir, quality=args.quality))
     except (OSError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

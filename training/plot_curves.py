@@ -37,7 +37,7 @@ def plot(run_dir: Path, out: Path, smooth: int = 20):
             axis.plot(steps[window - 1 :], smoothed, label=key.split("/")[-1])
         axis.set(title=title, xlabel="step")
         axis.grid(alpha=0.3)
-        if len(keys) <= 4:
+        if len(keys) <= 4 and axis.lines:
             axis.legend(fontsize=8)
     figure.suptitle(f"{run_dir.name}: {rows[-1]['step']} steps")
     figure.tight_layout()
