@@ -6,11 +6,13 @@ import sys
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from hub_server import LoopbackHub
 from test_hub_server import run_client
 
 from conftest import tiny_model
+from rvqgan.models import DEFAULT_MODEL
 
 REPO = "org/rvqgan-44khz"
 HIDE_PACKAGE = """
@@ -95,6 +97,20 @@ def test_pushed_repo_contents_and_model_card(hub, tmp_path):
     assert contents["auto_map"]["AutoModel"] == "modeling_rvqgan.RvqganModel"
     assert "| 4 | 33.08 |" in contents["text"]  # the bitrate table: 4 codebooks of 6 bits at 1378 Hz
     assert "No evaluation has been recorded" in contents["text"]  # nothing invented
+
+
+def test_the_shipped_default_model_is_pushed_with_its_discriminator_curves_and_card(hub, tmp_path):
+    assert push(hub, DEFAULT_MODEL, tmp_path / "home").returncode == 0
+    pushed = run_client(hub, """
+        from huggingface_hub import ModelCard
+        emit({"files": sorted(api.list_repo_files("org/rvqgan-44khz")), "text": ModelCard.load("org/rvqgan-44khz").text,
+              "discriminator": hf_hub_download("org/rvqgan-44khz", "discriminator/model.safetensors")})
+        """, tmp_path / "user")
+    assert {"model.safetensors", "curves.png", "discriminator/model.safetensors", "discriminator/config.json"} <= set(
+        pushed["files"])
+    assert "hours of a 2-core CPU" in pushed["text"] and "![training curves](curves.png)" in pushed["text"]
+    shipped, downloaded = load_file(DEFAULT_MODEL / "discriminator" / "model.safetensors"), load_file(pushed["discriminator"])
+    assert shipped.keys() == downloaded.keys() and all(torch.equal(shipped[k], downloaded[k]) for k in shipped)
 
 
 def test_our_class_loads_by_repo_id_without_remote_code(hub, tmp_path):

@@ -1,4 +1,5 @@
-"""Publish a checkpoint folder to the Hub: safetensors weights, config, feature extractor, remote code and a card.
+"""Publish a checkpoint folder to the Hub: safetensors weights, config, feature extractor, remote code and a card,
+with the folder's `discriminator/` (safetensors) and `curves.png` when it has them (as `rvqgan/default_model` does).
 
     python -m training.push_to_hub CHECKPOINT_DIR --repo-id org/rvqgan-44khz [--private] [--revision BRANCH]
 
@@ -6,6 +7,7 @@ Everything is checked before anything is uploaded, and the upload is one commit.
 """
 
 import argparse
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -18,7 +20,21 @@ from feature_extraction import RvqganFeatureExtractor
 from modeling_rvqgan import RvqganConfig, RvqganModel
 from modeling_rvqgan.convert import load_strict
 
+from .discriminators import RvqganDiscriminator
 from .model_card import model_card
+
+
+def load_discriminator(checkpoint_dir: Path) -> RvqganDiscriminator | None:
+    """The folder's `discriminator/`, if any, refusing any but safetensors weights."""
+    folder = checkpoint_dir / "discriminator"
+    if not folder.is_dir():
+        return None
+    if not (folder / "model.safetensors").is_file() or not (folder / "config.json").is_file():
+        raise ValueError(f"{folder}: no model.safetensors and config.json (weights are published as safetensors only)")
+    try:
+        return RvqganDiscriminator.from_pretrained(folder)
+    except (SafetensorError, RuntimeError, TypeError) as error:
+        raise ValueError(f"{folder}: not a discriminator of this package ({error})") from None
 
 
 def load_checkpoint(checkpoint_dir: str | Path) -> tuple[RvqganModel, RvqganFeatureExtractor]:
@@ -49,7 +65,9 @@ def load_checkpoint(checkpoint_dir: str | Path) -> tuple[RvqganModel, RvqganFeat
 
 def push(checkpoint_dir: str | Path, repo_id: str, private: bool = False, revision: str | None = None) -> str:
     """Upload the checkpoint as one commit; returns the commit id."""
+    checkpoint_dir = Path(checkpoint_dir)
     model, extractor = load_checkpoint(checkpoint_dir)
+    discriminator = load_discriminator(checkpoint_dir)
     api = HfApi()
     api.create_repo(repo_id, private=private, exist_ok=True)
     if revision:
@@ -58,6 +76,10 @@ def push(checkpoint_dir: str | Path, repo_id: str, private: bool = False, revisi
         model.save_pretrained(folder)
         extractor.save_pretrained(folder)
         model_card(model.config, repo_id, checkpoint_dir).save(Path(folder) / "README.md")
+        if discriminator is not None:
+            discriminator.save_pretrained(Path(folder) / "discriminator")
+        if (checkpoint_dir / "curves.png").is_file():
+            shutil.copy2(checkpoint_dir / "curves.png", folder)
         commit = api.upload_folder(repo_id=repo_id, folder_path=folder, revision=revision,
                                    commit_message=f"Upload {Path(checkpoint_dir).name}")
     return commit.oid
