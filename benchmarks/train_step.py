@@ -136,16 +136,20 @@ def excerpts(batch_size: int) -> torch.Tensor:
 
 WARMUP_STEPS = 3
 TRAINER_RUN = """
-import json, sys, time
-from training.config import load_config
-from training.config import TrainConfig
+import json, os, sys, time
+import yaml
+from training.config import TrainConfig, load_config
 from training.train import Trainer
 config_path, output_dir, warmup, steps = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-overrides = [f"output_dir={output_dir}", "data.validation=[]", f"num_steps={warmup + steps + 1}",
-             f"checkpoint_every={warmup + steps + 1}"]
-if "reconstruction_steps" in TrainConfig.__dataclass_fields__:  # the full GAN step, as code without the warm-up runs
-    overrides.append("reconstruction_steps=0")
-config = load_config(config_path, overrides)
+values = yaml.safe_load(open(config_path))
+values.pop("reconstruction_steps", None)  # the full GAN step, which code without the warm-up option runs
+if "reconstruction_steps" in TrainConfig.__dataclass_fields__:
+    values["reconstruction_steps"] = 0
+with open(os.path.join(output_dir, "config.yaml"), "w") as handle:
+    yaml.safe_dump(values, handle)
+config = load_config(os.path.join(output_dir, "config.yaml"), [
+    f"output_dir={output_dir}", "data.validation=[]", f"num_steps={warmup + steps + 1}",
+    f"checkpoint_every={warmup + steps + 1}"])
 trainer = Trainer(config)
 starts, losses, step = [], [], trainer.train_step
 def timed(*args, **kwargs):
