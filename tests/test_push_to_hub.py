@@ -108,7 +108,7 @@ def test_the_shipped_default_model_is_pushed_with_its_discriminator_curves_and_c
         """, tmp_path / "user")
     assert {"model.safetensors", "curves.png", "discriminator/model.safetensors", "discriminator/config.json"} <= set(
         pushed["files"])
-    assert "hours of a 2-core CPU" in pushed["text"] and "![training curves](curves.png)" in pushed["text"]
+    assert "wall-clock hours on a 2-core CPU" in pushed["text"] and "![training curves](curves.png)" in pushed["text"]
     shipped, downloaded = load_file(DEFAULT_MODEL / "discriminator" / "model.safetensors"), load_file(pushed["discriminator"])
     assert shipped.keys() == downloaded.keys() and all(torch.equal(shipped[k], downloaded[k]) for k in shipped)
 

@@ -66,7 +66,7 @@ def training_record(run_dir: Path, config_path: Path, step: int) -> str:
         f"betas {tuple(config.betas)}; the first {config.reconstruction_steps} steps on the mel, commitment and "
         "codebook losses alone, then the paper's GAN recipe (multi-period and multi-band STFT discriminators).",
         f"- Compute: {step} steps ({warmup} reconstruction-only, {step - warmup} GAN), {training_hours(run_dir):.1f} "
-        "hours of a 2-core CPU.",
+        "wall-clock hours on a 2-core CPU (the machine shared with other work at times).",
         "",
         f"Validation ({config.data.validation_examples} held-out clips of {config.data.validation_duration:g} s, "
         "all codebooks; this folder's weights are the step with the lowest mel distance):",
