@@ -2,7 +2,9 @@
 
 import math
 from contextlib import nullcontext
+import warnings
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -20,45 +22,56 @@ from .quantizer_rvqgan import RvqganResidualVectorQuantizer
 @dataclass
 class RvqganEncoderOutput(ModelOutput):
     """
-    audio_codes (`torch.LongTensor` of shape `(batch_size, n_quantizers, frames)`): codebook indices.
+    loss (`torch.Tensor` scalar): `commitment_loss_weight * commitment_loss + codebook_loss_weight * codebook_loss`.
     quantized_representation (`torch.Tensor` of shape `(batch_size, hidden_size, frames)`): the decoder's input.
+    audio_codes (`torch.LongTensor` of shape `(batch_size, n_quantizers, frames)`): codebook indices.
     projected_latents (`torch.Tensor` of shape `(batch_size, n_quantizers * codebook_dim, frames)`): the
         encoder's output projected into each codebook's space, before the lookup.
-    commitment_loss, codebook_loss (`torch.Tensor` scalars): the quantizer losses.
+    commitment_loss, codebook_loss (`torch.Tensor` scalars): the quantizer losses (not in the tuple form).
     """
 
-    audio_codes: torch.LongTensor | None = None
+    loss: torch.Tensor | None = None
     quantized_representation: torch.Tensor | None = None
+    audio_codes: torch.LongTensor | None = None
     projected_latents: torch.Tensor | None = None
     commitment_loss: torch.Tensor | None = None
     codebook_loss: torch.Tensor | None = None
+    tuple_fields: ClassVar[tuple[str, ...]] = ("loss", "quantized_representation", "audio_codes", "projected_latents")
 
 
 @dataclass
 class RvqganDecoderOutput(ModelOutput):
     """
-    audio_values (`torch.Tensor` of shape `(batch_size, 1, samples)`): the decoded waveform in [-1, 1].
+    audio_values (`torch.Tensor` of shape `(batch_size, samples)`): the decoded waveform in [-1, 1].
     """
 
     audio_values: torch.Tensor | None = None
+    tuple_fields: ClassVar[tuple[str, ...]] = ("audio_values",)
 
 
 @dataclass
 class RvqganOutput(ModelOutput):
     """
-    loss (`torch.Tensor` scalar): `commitment_loss_weight * commitment_loss + codebook_loss_weight * codebook_loss`.
-    audio_values (`torch.Tensor` of shape `(batch_size, 1, samples)`): the reconstruction, as long as the input.
-    audio_codes, quantized_representation, projected_latents, commitment_loss, codebook_loss: as in
+    loss (`torch.Tensor` scalar): as in [`RvqganEncoderOutput`].
+    audio_values (`torch.Tensor` of shape `(batch_size, samples)`): the reconstruction, as long as the input.
+    quantized_representation, audio_codes, projected_latents, commitment_loss, codebook_loss: as in
         [`RvqganEncoderOutput`].
     """
 
     loss: torch.Tensor | None = None
     audio_values: torch.Tensor | None = None
-    audio_codes: torch.LongTensor | None = None
     quantized_representation: torch.Tensor | None = None
+    audio_codes: torch.LongTensor | None = None
     projected_latents: torch.Tensor | None = None
     commitment_loss: torch.Tensor | None = None
     codebook_loss: torch.Tensor | None = None
+    tuple_fields: ClassVar[tuple[str, ...]] = ("loss", "audio_values", "quantized_representation", "audio_codes", "projected_latents")
+
+
+def model_output(output_class: type[ModelOutput], return_dict: bool, **fields) -> ModelOutput | tuple:
+    """`output_class(**fields)`, or with `return_dict` False the tuple of its `tuple_fields` (`DacModel`'s)."""
+    output = output_class(**fields)
+    return output if return_dict else tuple(getattr(output, name) for name in output_class.tuple_fields)
 
 
 class RvqganPreTrainedModel(PreTrainedModel):
@@ -87,8 +100,8 @@ class RvqganModel(RvqganPreTrainedModel):
 
     >>> model = RvqganModel(RvqganConfig.from_preset("44khz")).eval()
     >>> with torch.inference_mode():
-    ...     codes = model.encode(audio, bandwidth=7.75).audio_codes  # audio: (B, 1, T) at 44.1 kHz
-    ...     audio = model.decode(audio_codes=codes).audio_values
+    ...     codes = model.encode(audio, kbps=7.75).audio_codes  # audio: (B, 1, T) at 44.1 kHz
+    ...     audio = model.decode(audio_codes=codes).audio_values  # (B, T)
 
     In eval mode without autograd, `encode` and `decode` run `inference_rvqgan`'s tiled passes (the same outputs up
     to float rounding, about 2.4x faster than `DacModel` on CPU). Under `torch.autocast`, the decoder's convolutions
@@ -137,30 +150,40 @@ class RvqganModel(RvqganPreTrainedModel):
             return None
         return -(-padding_mask.sum(-1) // self.config.hop_length)
 
+    def _n_quantizers(self, n_quantizers: int | None, kbps: float | None, bandwidth: float | None) -> int | None:
+        """The codebook count from `n_quantizers` or `kbps` (`bandwidth`: its deprecated name)."""
+        if bandwidth is not None:
+            warnings.warn("`bandwidth` is deprecated: pass `kbps`.", FutureWarning, stacklevel=3)
+            kbps = bandwidth if kbps is None else kbps
+        if kbps is None:
+            return n_quantizers
+        if n_quantizers is not None:
+            raise ValueError("Pass either `n_quantizers` or `kbps`, not both.")
+        return self.config.kbps_to_n_quantizers(kbps)
+
     def encode(
         self,
         input_values: torch.Tensor,
-        padding_mask: torch.Tensor | None = None,
         n_quantizers: int | None = None,
-        bandwidth: float | None = None,
         return_dict: bool | None = None,
+        *,
+        padding_mask: torch.Tensor | None = None,
+        kbps: float | None = None,
+        bandwidth: float | None = None,
     ) -> RvqganEncoderOutput | tuple:
-        r"""Encode a waveform into codes.
+        r"""Encode a waveform into codes; the arguments and outputs of `DacModel.encode`, and keyword extras.
 
         input_values (`torch.Tensor` of shape `(batch_size, 1, samples)`): audio at `config.sampling_rate`; it is
             right-padded with zeros to a multiple of `config.hop_length`, giving `ceil(samples / hop_length)` frames.
+        n_quantizers (`int`, *optional*): number of codebooks to use; `kbps` picks the nearest count instead.
+            When neither is given, all codebooks are used, with quantizer dropout in training.
         padding_mask (`torch.Tensor` of shape `(batch_size, samples)`, *optional*): 1 for real samples, 0 for right
             padding. With it, each item's codes are those it gets when encoded alone.
-        n_quantizers (`int`, *optional*): number of codebooks to use; `bandwidth` (kbps) picks the nearest count.
-            When neither is given, all codebooks are used, with quantizer dropout in training.
         """
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         if input_values.dim() != 3 or input_values.shape[1] != 1:
             raise ValueError(f"`input_values` must have shape (batch, 1, samples), got {tuple(input_values.shape)}.")
-        if bandwidth is not None:
-            if n_quantizers is not None:
-                raise ValueError("Pass either `n_quantizers` or `bandwidth`, not both.")
-            n_quantizers = self.config.kbps_to_n_quantizers(bandwidth)
+        n_quantizers = self._n_quantizers(n_quantizers, kbps, bandwidth)
 
         input_values = nn.functional.pad(input_values, (0, -input_values.shape[-1] % self.config.hop_length))
         frames = self._frame_lengths(padding_mask)
@@ -179,21 +202,31 @@ class RvqganModel(RvqganPreTrainedModel):
             quantized, codes, projected_latents, commitment_loss, codebook_loss = self.quantizer(latents, n_quantizers, frame_mask)
         if frame_mask is not None:
             quantized = quantized * frame_mask
-
-        outputs = (codes, quantized, projected_latents, commitment_loss, codebook_loss)
-        return RvqganEncoderOutput(*outputs) if return_dict else outputs
+        return model_output(
+            RvqganEncoderOutput,
+            return_dict,
+            loss=self.config.commitment_loss_weight * commitment_loss + self.config.codebook_loss_weight * codebook_loss,
+            quantized_representation=quantized,
+            audio_codes=codes,
+            projected_latents=projected_latents,
+            commitment_loss=commitment_loss,
+            codebook_loss=codebook_loss,
+        )
 
     def decode(
         self,
-        audio_codes: torch.Tensor | None = None,
         quantized_representation: torch.Tensor | None = None,
-        padding_mask: torch.Tensor | None = None,
+        audio_codes: torch.Tensor | None = None,
         return_dict: bool | None = None,
+        *,
+        padding_mask: torch.Tensor | None = None,
     ) -> RvqganDecoderOutput | tuple:
-        r"""Decode codes, or a quantized representation, into a waveform `(batch_size, 1, frames * hop_length)`.
+        r"""Decode a quantized representation, or codes, into a waveform `(batch_size, frames * hop_length)`; the
+        arguments and outputs of `DacModel.decode`, and a keyword extra.
 
-        audio_codes (`torch.LongTensor` of shape `(batch_size, n_q, frames)`): codes of the first n_q codebooks;
-            they take precedence over `quantized_representation` `(batch_size, hidden_size, frames)`.
+        quantized_representation (`torch.Tensor` of shape `(batch_size, hidden_size, frames)`, *optional*).
+        audio_codes (`torch.LongTensor` of shape `(batch_size, n_q, frames)`, *optional*): codes of the first n_q
+            codebooks; they take precedence over `quantized_representation`.
         padding_mask (`torch.Tensor` of shape `(batch_size, samples)`, *optional*): the encoder's padding mask;
             the output is then `samples` long, each item decoded as if alone and zero past its end.
         """
@@ -219,30 +252,38 @@ class RvqganModel(RvqganPreTrainedModel):
                 audio_values = decode_latents(self.decoder, quantized_representation, frames, self.config.sampling_rate, dtype, threads)
             else:
                 audio_values = self.decoder(quantized_representation, frames)
+        audio_values = audio_values[:, 0]
         if padding_mask is not None:
-            audio_values = audio_values[..., : padding_mask.shape[-1]] * padding_mask[:, None, :]
-
-        return RvqganDecoderOutput(audio_values) if return_dict else (audio_values,)
+            audio_values = audio_values[:, : padding_mask.shape[-1]] * padding_mask
+        return model_output(RvqganDecoderOutput, return_dict, audio_values=audio_values)
 
     def forward(
         self,
         input_values: torch.Tensor,
-        padding_mask: torch.Tensor | None = None,
         n_quantizers: int | None = None,
-        bandwidth: float | None = None,
         return_dict: bool | None = None,
+        *,
+        padding_mask: torch.Tensor | None = None,
+        kbps: float | None = None,
+        bandwidth: float | None = None,
     ) -> RvqganOutput | tuple:
-        r"""Encode and decode; `audio_values` has the input's length. Arguments as in [`~RvqganModel.encode`]."""
+        r"""Encode and decode; `audio_values` `(batch_size, samples)` has the input's length. Arguments as in
+        [`~RvqganModel.encode`]; the outputs of `DacModel.forward`, and the two quantizer losses."""
         return_dict = return_dict if return_dict is not None else self.config.return_dict
-        encoded = self.encode(input_values, padding_mask, n_quantizers, bandwidth, return_dict=True)
-        audio_values = self.decode(quantized_representation=encoded.quantized_representation, padding_mask=padding_mask).audio_values
-        audio_values = audio_values[..., : input_values.shape[-1]]
-        loss = (
-            self.config.commitment_loss_weight * encoded.commitment_loss
-            + self.config.codebook_loss_weight * encoded.codebook_loss
+        n_quantizers = self._n_quantizers(n_quantizers, kbps, bandwidth)
+        encoded = self.encode(input_values, n_quantizers, return_dict=True, padding_mask=padding_mask)
+        audio_values = self.decode(encoded.quantized_representation, padding_mask=padding_mask).audio_values
+        return model_output(
+            RvqganOutput,
+            return_dict,
+            loss=encoded.loss,
+            audio_values=audio_values[:, : input_values.shape[-1]],
+            quantized_representation=encoded.quantized_representation,
+            audio_codes=encoded.audio_codes,
+            projected_latents=encoded.projected_latents,
+            commitment_loss=encoded.commitment_loss,
+            codebook_loss=encoded.codebook_loss,
         )
-        outputs = RvqganOutput(loss, audio_values, *encoded.to_tuple())
-        return outputs if return_dict else outputs.to_tuple()
 
 
 __all__ = ["RvqganModel", "RvqganPreTrainedModel", "RvqganEncoderOutput", "RvqganDecoderOutput", "RvqganOutput"]

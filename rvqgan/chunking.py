@@ -122,7 +122,7 @@ def iter_decode(
     window_frames: int | None = None,
     progress: Progress = False,
 ) -> Iterator[torch.Tensor]:
-    """Decode codes (B, n_q, F) window by window, yielding consecutive audio blocks (B, 1, window_frames * hop_length)
+    """Decode codes (B, n_q, F) window by window, yielding consecutive audio blocks (B, window_frames * hop_length)
     (the last one shorter, all computed under `torch.inference_mode`) whose concatenation equals
     `model.decode(audio_codes=audio_codes).audio_values` up to float rounding: a caller can write each block out,
     so the decoded file never has to be held in memory.
@@ -146,10 +146,10 @@ def decode_chunked(
     window_frames: int | None = None,
     progress: Progress = False,
 ) -> torch.Tensor:
-    """Decode codes (B, n_q, F) into audio (B, 1, F * hop_length) with `iter_decode`, into one preallocated tensor."""
+    """Decode codes (B, n_q, F) into audio (B, F * hop_length) with `iter_decode`, into one preallocated tensor."""
     samples = audio_codes.shape[-1] * model.config.hop_length
     dtype = next(model.parameters()).dtype
-    audio = torch.empty(audio_codes.shape[0], 1, samples, dtype=dtype, device=audio_codes.device)
+    audio = torch.empty(audio_codes.shape[0], samples, dtype=dtype, device=audio_codes.device)
     position = 0
     for block in iter_decode(model, audio_codes, window_frames, progress):
         audio[..., position : position + block.shape[-1]] = block

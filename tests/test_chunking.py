@@ -84,7 +84,7 @@ def test_chunked_decode_equals_whole_file(ratios, frames):
     expected = whole_audio(model, codes)
     for window in (1, 7, context - 1, 64):
         decoded = decode_chunked(model, codes, window_frames=window)
-        assert decoded.shape == (2, 1, frames * hop)
+        assert decoded.shape == (2, frames * hop)
         assert (decoded - expected).abs().max() <= 1e-4, window
         edge = min(context, frames) * hop  # the file's first and last context frames, where its zero padding shows
         assert (decoded[..., :edge] - expected[..., :edge]).abs().max() <= 1e-4
@@ -130,7 +130,7 @@ def test_ten_minutes_of_audio():
     x = audio(1, 600 * 16000 + 5)
     codes = encode_chunked(model, x, window_frames=1000)
     decoded = decode_chunked(model, codes, window_frames=1000)
-    assert codes.shape == (1, 4, math.ceil(x.shape[-1] / hop)) and decoded.shape == (1, 1, codes.shape[-1] * hop)
+    assert codes.shape == (1, 4, math.ceil(x.shape[-1] / hop)) and decoded.shape == (1, codes.shape[-1] * hop)
     head, tail = 500, 500
     assert (codes[..., :head] == whole_codes(model, x[..., : (head + context) * hop])[..., :head]).float().mean() >= 0.999
     start = (codes.shape[-1] - tail - context) * hop
