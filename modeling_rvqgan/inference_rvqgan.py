@@ -16,11 +16,12 @@ calls, until the weights change (`weight_spectrum`).
 """
 
 import functools
+import itertools
 import math
+import threading
 import weakref
 import warnings
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -40,18 +41,52 @@ def autocast_dtype(device: torch.device) -> torch.dtype:
     return torch.get_autocast_dtype(device.type) if torch.is_autocast_enabled(device.type) else torch.float32
 
 
-@contextmanager
-def fast_inference(device: torch.device):
-    """Inside, autocast is off and torch ops use one thread; yields the number of threads to run tiles on (the
-    intra-op thread count on CPU, 1 elsewhere). Ops spread over threads stall whenever one thread is preempted,
-    which tiles of their own per thread avoid. The thread count is process-wide: restored on exit."""
-    threads = torch.get_num_threads()
+def tile_threads(device: torch.device) -> int:
+    """Threads to run tiles on: the calling thread's torch thread count on CPU, 1 elsewhere."""
+    return torch.get_num_threads() if device.type == "cpu" else 1
+
+
+def _one_thread():
+    """Initializer of `pools`' workers: torch ops on one thread in this thread (OpenMP's and MKL's counts are per
+    thread; torch applies its process-wide count on a thread's first call, hence the read first)."""
+    torch.get_num_threads()
     torch.set_num_threads(1)
-    try:
-        with torch.autocast(device.type, enabled=False):
-            yield threads if device.type == "cpu" else 1
-    finally:
-        torch.set_num_threads(threads)
+
+
+_pools, _pools_lock = {}, threading.Lock()
+
+
+def pools(threads: int) -> tuple[ThreadPoolExecutor, ThreadPoolExecutor]:
+    """Two process-wide pools of `threads` workers whose torch ops run on one thread: one runs passes, the other
+    their tiles. All start at once; `torch.set_num_threads(1)` in their initializers also sets the count torch gives
+    threads started later, which is set back to the caller's as soon as they have started."""
+    with _pools_lock:
+        if threads not in _pools:
+            started = threading.Barrier(2 * threads)
+            _pools[threads] = tuple(ThreadPoolExecutor(threads, "rvqgan", _one_thread) for _ in range(2))
+            for waiting in [pool.submit(started.wait) for pool in _pools[threads] for _ in range(threads)]:
+                waiting.result()
+            torch.set_num_threads(torch.get_num_threads())
+        return _pools[threads]
+
+
+def in_this_threads_modes(function, device_type: str = "cpu"):
+    """`function`, to call from any thread, under this thread's inference mode, without autograd or autocast."""
+    inference = torch.is_inference_mode_enabled()
+
+    def call(*args):
+        with torch.inference_mode(inference), torch.no_grad(), torch.autocast(device_type, enabled=False):
+            return function(*args)
+
+    return call
+
+
+def run_pass(function, device: torch.device):
+    """`function(threads)` with torch ops on one thread (ops spread over threads stall whenever one thread is
+    preempted, which tiles of their own per thread avoid), `threads` being `tile_threads(device)`: on a worker of
+    `pools(threads)` when it is above 1, here otherwise. No thread's torch thread count changes."""
+    threads, call = tile_threads(device), in_this_threads_modes(function, device.type)
+    return pools(threads)[0].submit(call, threads).result() if threads > 1 else call(threads)
 
 
 def channels_first(hidden_states: torch.Tensor) -> torch.Tensor:
@@ -116,17 +151,22 @@ def real_dft(size: int) -> tuple[torch.Tensor, torch.Tensor]:
     return forward.float(), inverse.float()
 
 
-_spectra = weakref.WeakKeyDictionary()  # convolution -> (its parameters' storage and versions), spectrum
+SPECTRA_BYTES = 2**30  # weights' spectra kept between calls, all models together; the least recently used go first
+_spectra = weakref.WeakKeyDictionary()  # convolution -> (its parameters' storage and versions), spectrum, last use
+_spectra_lock, _uses = threading.Lock(), itertools.count()
 
 
 def weight_spectrum(conv: nn.Conv1d) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The DFT over SPECTRAL_SIZE points of `conv`'s reversed (C', C, k) taps, as float32 (C, C') matrices per bin:
     real parts (bins, C, C'), imaginary parts of the bins but the first and last (bins - 2, C, C'), and the sum of
     the two (Gauss's complex product: 3 real matrix products instead of 4). Computed once and kept until `conv`'s
-    parameters change (in place, or replaced): 6.7x the memory of its weight."""
+    parameters change (in place, or replaced), or until the spectra kept take more than SPECTRA_BYTES: 6.7x the
+    memory of its weight."""
     key = [(p.data_ptr(), None if p.is_inference() else p._version) for p in conv.parameters()]
-    if conv in _spectra and _spectra[conv][0] == key:
-        return _spectra[conv][1]
+    with _spectra_lock:
+        if conv in _spectra and _spectra[conv][0] == key:
+            _spectra[conv] = *_spectra[conv][:2], next(_uses)
+            return _spectra[conv][1]
     weight = conv.weight.detach().float()
     forward, _ = real_dft(SPECTRAL_SIZE)
     kernel, bins = weight.shape[-1], SPECTRAL_SIZE // 2 + 1
@@ -134,7 +174,15 @@ def weight_spectrum(conv: nn.Conv1d) -> tuple[torch.Tensor, torch.Tensor, torch.
     spectrum = spectrum.view(SPECTRAL_SIZE, *weight.shape[:2]).transpose(1, 2)
     real, imag = spectrum[:bins], spectrum[bins:]
     spectrum = real, imag, real[1:-1] + imag
-    _spectra[conv] = key, spectrum
+    with _spectra_lock:
+        _spectra[conv] = key, spectrum, next(_uses)
+        kept = sorted(_spectra.items(), key=lambda item: item[1][2])  # least recently used first
+        total = sum(t.nbytes for _, (_, tensors, _) in kept for t in tensors)
+        for old, (_, tensors, _) in kept[:-1]:
+            if total <= SPECTRA_BYTES:
+                break
+            total -= sum(t.nbytes for t in tensors)
+            del _spectra[old]
     return spectrum
 
 
@@ -327,7 +375,7 @@ def run(steps: list, inputs: torch.Tensor, offset: int, sizes: list[int], length
 
 def run_tiled(stages: list[tuple[float, list]], inputs: torch.Tensor, lengths: torch.Tensor | None, rate: float, threads: int):
     """The steps of `stages` applied in turn to (B, T, C) `inputs`: (B, T', C') at `rate` positions per second.
-    `lengths` (B,): valid input positions per item, or None. Called within `fast_inference`.
+    `lengths` (B,): valid input positions per item, or None. Called within `run_pass`.
 
     The output is computed a block of BLOCK_SECONDS per thread at a time. On CPU, in a block, each stage computes
     what the next stage reads in tiles of its seconds, run by `threads` threads; elsewhere a stage is one tile."""
@@ -339,26 +387,25 @@ def run_tiled(stages: list[tuple[float, list]], inputs: torch.Tensor, lengths: t
     bounds = [0]
     for _, stage in stages:
         bounds.append(bounds[-1] + len(stage))
-    cpu, inference = inputs.device.type == "cpu", torch.is_inference_mode_enabled()
+    cpu = inputs.device.type == "cpu"
 
+    @in_this_threads_modes  # grad mode is per thread
     def tile(first: int, last: int, hidden_states, offset: int, low: int, high: int):
-        with torch.inference_mode(inference), torch.no_grad():  # grad mode is per thread
-            return run(steps[first:last], hidden_states, offset, sizes[first : last + 1], all_lengths[first : last + 1], low, high)
+        return run(steps[first:last], hidden_states, offset, sizes[first : last + 1], all_lengths[first : last + 1], low, high)
 
     outputs = inputs.new_empty(inputs.shape[0], sizes[-1], steps[-1].weight.shape[0], dtype=torch.float32)
     block = max(1, round(BLOCK_SECONDS * threads * rate))
-    with ThreadPoolExecutor(threads) as pool:
-        apply = pool.map if threads > 1 else map
-        for low in range(0, sizes[-1], block):
-            hidden_states, offset = inputs, 0
-            for (seconds, _), first, last in zip(stages, bounds, bounds[1:]):
-                start, stop = spans(steps[last:], sizes[last:], low, min(low + block, sizes[-1]))[0]
-                size = max(1, round(seconds * rate * sizes[last] / sizes[-1])) if cpu else stop - start
-                count = threads * -(-(stop - start) // (size * threads))  # equal tiles, as many for every thread
-                size = -(-(stop - start) // count)
-                tiles = [(first, last, hidden_states, offset, a, min(a + size, stop)) for a in range(start, stop, size)]
-                hidden_states, offset = torch.cat(list(apply(lambda args: tile(*args), tiles)), 1), start
-            outputs[:, low : low + block] = hidden_states
+    apply = pools(threads)[1].map if threads > 1 else map
+    for low in range(0, sizes[-1], block):
+        hidden_states, offset = inputs, 0
+        for (seconds, _), first, last in zip(stages, bounds, bounds[1:]):
+            start, stop = spans(steps[last:], sizes[last:], low, min(low + block, sizes[-1]))[0]
+            size = max(1, round(seconds * rate * sizes[last] / sizes[-1])) if cpu else stop - start
+            count = threads * -(-(stop - start) // (size * threads))  # equal tiles, as many for every thread
+            size = -(-(stop - start) // count)
+            tiles = [(first, last, hidden_states, offset, a, min(a + size, stop)) for a in range(start, stop, size)]
+            hidden_states, offset = torch.cat(list(apply(lambda args: tile(*args), tiles)), 1), start
+        outputs[:, low : low + block] = hidden_states
     return outputs
 
 

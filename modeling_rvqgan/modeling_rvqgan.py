@@ -1,7 +1,6 @@
 """The Improved RVQGAN codec (Kumar et al. 2023, the Descript Audio Codec) as a transformers model."""
 
 import math
-from contextlib import nullcontext
 import warnings
 from dataclasses import dataclass
 from typing import ClassVar
@@ -14,7 +13,7 @@ from transformers import initialization as init
 from transformers.utils import ModelOutput
 
 from .configuration_rvqgan import RvqganConfig
-from .inference_rvqgan import autocast_dtype, decode_latents, encode_latents, fast_inference
+from .inference_rvqgan import autocast_dtype, decode_latents, encode_latents, run_pass
 from .layers_rvqgan import RvqganDecoder, RvqganEncoder, Snake1d, length_mask
 from .quantizer_rvqgan import RvqganResidualVectorQuantizer
 
@@ -103,10 +102,10 @@ class RvqganModel(RvqganPreTrainedModel):
     ...     codes = model.encode(audio, kbps=7.75).audio_codes  # audio: (B, 1, T) at 44.1 kHz
     ...     audio = model.decode(audio_codes=codes).audio_values  # (B, T)
 
-    In eval mode without autograd, `encode` and `decode` run `inference_rvqgan`'s tiled passes (the same outputs up
-    to float rounding, about 2.4x faster than `DacModel` on CPU). Under `torch.autocast`, the decoder's convolutions
-    run in the autocast dtype; encoding stays in float32 (its Snakes compiled kernels, which round differently), so
-    the codes are float32's but for near-ties.
+    In eval mode without autograd on CPU, `encode` and `decode` run `inference_rvqgan`'s tiled passes (the same
+    outputs up to float rounding; `set_inference_backend` chooses). There, under `torch.autocast`, the decoder's
+    convolutions run in the autocast dtype; encoding stays in float32 (its Snakes compiled kernels, which round
+    differently), so the codes are float32's but for near-ties.
     """
 
     def __init__(self, config: RvqganConfig):
@@ -114,6 +113,7 @@ class RvqganModel(RvqganPreTrainedModel):
         self.encoder = RvqganEncoder(config)
         self.quantizer = RvqganResidualVectorQuantizer(config)
         self.decoder = RvqganDecoder(config)
+        self.inference_backend = "auto"
         self.post_init()
 
     def apply_weight_norm(self):
@@ -140,9 +140,20 @@ class RvqganModel(RvqganPreTrainedModel):
             kwargs["state_dict"] = state_dict
         return super().save_pretrained(save_directory, **kwargs)
 
-    def _fast_path(self) -> bool:
-        """Eval mode without autograd (`torch.no_grad` / `torch.inference_mode`) runs `inference_rvqgan`'s tiled passes."""
-        return not self.training and not torch.is_grad_enabled()
+    def set_inference_backend(self, backend: str) -> "RvqganModel":
+        """How `encode` and `decode` compute in eval mode without autograd (`torch.no_grad` / `torch.inference_mode`):
+        `"tiled"`, `inference_rvqgan`'s tile-by-tile passes; `"reference"`, module by module as in training; `"auto"`
+        (the default), tiled on CPU and the reference elsewhere. With autograd or in training mode, the reference."""
+        if backend not in ("auto", "tiled", "reference"):
+            raise ValueError(f'`backend` must be "auto", "tiled" or "reference", got {backend!r}.')
+        self.inference_backend = backend
+        return self
+
+    def inference_path(self, device: torch.device | str) -> str:
+        """`"tiled"` or `"reference"`: the path `encode` and `decode` take now for inputs on `device`."""
+        if self.training or torch.is_grad_enabled() or self.inference_backend == "reference":
+            return "reference"
+        return "tiled" if self.inference_backend == "tiled" or torch.device(device).type == "cpu" else "reference"
 
     def _frame_lengths(self, padding_mask: torch.Tensor | None) -> torch.Tensor | None:
         """(B, T) padding mask -> (B,) frames per item, ceil(valid samples / hop_length)."""
@@ -191,15 +202,19 @@ class RvqganModel(RvqganPreTrainedModel):
         if frames is not None:
             lengths = frames * self.config.hop_length
             input_values = input_values * length_mask(lengths, input_values.shape[-1])
-        fast = self._fast_path()
         fused = autocast_dtype(input_values.device) != torch.float32  # under autocast, fused Snakes in float32
-        with fast_inference(input_values.device) if fast else nullcontext() as threads:  # fast: float32 codes
-            if fast:
-                latents = encode_latents(self.encoder, input_values, lengths, self.config.frame_rate, fused, threads)
-            else:
+
+        def quantize(threads: int | None = None):
+            if threads is None:
                 latents = self.encoder(input_values, lengths)
+            else:  # float32 codes
+                latents = encode_latents(self.encoder, input_values, lengths, self.config.frame_rate, fused, threads)
             frame_mask = length_mask(frames, latents.shape[-1])
-            quantized, codes, projected_latents, commitment_loss, codebook_loss = self.quantizer(latents, n_quantizers, frame_mask)
+            return frame_mask, self.quantizer(latents, n_quantizers, frame_mask)
+
+        tiled = self.inference_path(input_values.device) == "tiled"
+        frame_mask, quantizer_outputs = run_pass(quantize, input_values.device) if tiled else quantize()
+        quantized, codes, projected_latents, commitment_loss, codebook_loss = quantizer_outputs
         if frame_mask is not None:
             quantized = quantized * frame_mask
         return model_output(
@@ -239,19 +254,19 @@ class RvqganModel(RvqganPreTrainedModel):
         elif quantized_representation is None:
             raise ValueError("Pass `audio_codes` or `quantized_representation`.")
 
-        fast = self._fast_path()
         device = (audio_codes if audio_codes is not None else quantized_representation).device
-        dtype = autocast_dtype(device)  # the fast path's convolutions
-        with fast_inference(device) if fast else nullcontext() as threads:
-            if audio_codes is not None:
-                quantized_representation = self.quantizer.from_codes(audio_codes)
-            frames = self._frame_lengths(padding_mask)
+        dtype = autocast_dtype(device)  # the tiled path's convolutions
+        frames = self._frame_lengths(padding_mask)
+
+        def synthesize(threads: int | None = None):
+            quantized = quantized_representation if audio_codes is None else self.quantizer.from_codes(audio_codes)
             if frames is not None:
-                quantized_representation = quantized_representation * length_mask(frames, quantized_representation.shape[-1])
-            if fast:
-                audio_values = decode_latents(self.decoder, quantized_representation, frames, self.config.sampling_rate, dtype, threads)
-            else:
-                audio_values = self.decoder(quantized_representation, frames)
+                quantized = quantized * length_mask(frames, quantized.shape[-1])
+            if threads is None:
+                return self.decoder(quantized, frames)
+            return decode_latents(self.decoder, quantized, frames, self.config.sampling_rate, dtype, threads)
+
+        audio_values = run_pass(synthesize, device) if self.inference_path(device) == "tiled" else synthesize()
         audio_values = audio_values[:, 0]
         if padding_mask is not None:
             audio_values = audio_values[:, : padding_mask.shape[-1]] * padding_mask

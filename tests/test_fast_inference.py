@@ -4,6 +4,7 @@ import functools
 import os
 import subprocess
 import sys
+import threading
 import warnings
 from pathlib import Path
 
@@ -134,6 +135,17 @@ def test_spectra_follow_weight_changes(monkeypatch):
     assert_same(model, audio, tolerance=1e-4)
 
 
+def test_spectra_kept_are_bounded(monkeypatch):
+    set_tiles(monkeypatch, 0.01)
+    spectral_everywhere(monkeypatch)
+    monkeypatch.setattr(inference_rvqgan, "SPECTRA_BYTES", 100_000)
+    model = tiny_model()
+    assert_same(model, 0.3 * torch.randn(1, 1, 1000, generator=torch.Generator().manual_seed(0)))
+    kept = [tensors for _, tensors, _ in inference_rvqgan._spectra.values()]
+    spectral = [m for m in model.modules() if isinstance(m, torch.nn.Conv1d) and m.kernel_size == (7,)]
+    assert 0 < len(kept) < len(spectral) and sum(t.nbytes for tensors in kept for t in tensors) <= 100_000
+
+
 def test_tiles_in_parallel_threads(monkeypatch):
     """Tiles run on the intra-op thread count's worth of threads, whose torch ops use one thread; the count is back
     to what it was afterwards."""
@@ -247,6 +259,69 @@ def test_fast_path_only_in_eval_mode_without_autograd(monkeypatch):
     with torch.no_grad():
         model(audio)
     assert len(calls) == 2  # encoder and decoder
+
+
+def test_inference_backend_setting(monkeypatch):
+    calls = []
+    run_tiled = inference_rvqgan.run_tiled
+    monkeypatch.setattr(inference_rvqgan, "run_tiled", lambda *args: calls.append(1) or run_tiled(*args))
+    model = tiny_model()
+    audio = 0.3 * torch.randn(1, 1, 320)
+    with torch.no_grad():
+        assert model.inference_path("cpu") == "tiled" and model.inference_path("cuda") == "reference"
+        model.set_inference_backend("reference")
+        assert model.inference_path("cpu") == "reference"
+        model(audio)
+        assert not calls
+        model.set_inference_backend("tiled")
+        assert model.inference_path("cuda") == "tiled"
+        model(audio)
+        assert len(calls) == 2
+    assert model.inference_path("cpu") == "reference"  # autograd on
+    with pytest.raises(ValueError, match="backend"):
+        model.set_inference_backend("fast")
+
+
+def test_threads_encoding_at_once_leave_the_thread_count_alone(monkeypatch):
+    """Four Python threads encode at once, on two torch threads each: every thread's count, and the count of threads
+    started during and after, is what it was; each gets the codes it gets alone."""
+    set_tiles(monkeypatch, 0.01)
+    torch.set_num_threads(2)
+    model = tiny_model()
+    inputs = [0.3 * torch.randn(1, 1, 2000 + 100 * i, generator=torch.Generator().manual_seed(i)) for i in range(4)]
+    alone = [fast(model, audio)[0].audio_codes for audio in inputs]
+    start, results, seen = threading.Barrier(4), {}, []
+    run = inference_rvqgan.run
+
+    def run_and_look(*args):  # a thread started while tiles run
+        looking = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))
+        looking.start()
+        looking.join()
+        return run(*args)
+
+    monkeypatch.setattr(inference_rvqgan, "run", run_and_look)
+
+    def encode(i):
+        before = torch.get_num_threads()
+        start.wait()
+        for _ in range(3):
+            codes = fast(model, inputs[i])[0].audio_codes
+        results[i] = before, codes, torch.get_num_threads()
+
+    threads = [threading.Thread(target=encode, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for i in range(4):
+        before, codes, after = results[i]
+        assert before == after == 2 and torch.equal(codes, alone[i])
+    assert len(seen) > 10 and set(seen) == {2} and torch.get_num_threads() == 2
+    later = []
+    thread = threading.Thread(target=lambda: later.append(torch.get_num_threads()))
+    thread.start()
+    thread.join()
+    assert later == [2]
 
 
 def test_bf16_autocast_keeps_codes_and_runs_the_decoder_in_bf16():
