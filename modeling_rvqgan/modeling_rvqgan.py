@@ -208,7 +208,8 @@ class RvqganModel(RvqganPreTrainedModel):
             if threads is None:
                 latents = self.encoder(input_values, lengths)
             else:  # float32 codes
-                latents = encode_latents(self.encoder, input_values, lengths, self.config.frame_rate, fused, threads)
+                latents = encode_latents(self.encoder, input_values, lengths, self.config.hop_length, self.config.frame_rate,
+                                         fused, threads)
             frame_mask = length_mask(frames, latents.shape[-1])
             return frame_mask, self.quantizer(latents, n_quantizers, frame_mask)
 

@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from modeling_rvqgan import RvqganConfig, RvqganModel, inference_rvqgan
+from modeling_rvqgan import RvqganConfig, RvqganModel, inference_rvqgan, kernels_rvqgan, layers_rvqgan
 
 from conftest import perturbed, tiny_model
+from rvqgan.chunking import decode_chunked, encode_chunked, receptive_field
 
 RATIOS = [[2, 4, 4], [2, 5], [3, 5, 2]]
 
@@ -78,6 +79,28 @@ def test_padding_masks_equal_the_reference_path(monkeypatch, ratios):
     assert_same(model, audio, padding_mask)
 
 
+@pytest.mark.parametrize("kernel_size, dilations", [(5, (1, 2, 4)), (9, (1, 3, 9))])
+def test_a_changed_block_definition_changes_every_path(monkeypatch, kernel_size, dilations):
+    """Another kernel size and other dilations in `layers_rvqgan`: the reference path, the tiled path (spectral
+    convolutions included) and chunked coding, whose context grows or shrinks with them, agree."""
+    set_tiles(monkeypatch, 0.01)
+    spectral_everywhere(monkeypatch)
+    monkeypatch.setattr(layers_rvqgan, "RESIDUAL_KERNEL_SIZE", kernel_size)
+    monkeypatch.setattr(layers_rvqgan, "DILATIONS", dilations)
+    model = tiny_model()
+    assert model.encoder.block[0].res_unit3.conv1.dilation == (dilations[2],)
+    hop = model.config.hop_length
+    audio = 0.3 * torch.randn(2, 1, 90 * hop + 5, generator=torch.Generator().manual_seed(0))
+    assert_same(model, audio)
+    expected, expected_audio = fast(model, audio)
+    codes = encode_chunked(model, audio, window_frames=7)
+    assert (codes == expected.audio_codes).float().mean() >= 0.999  # but for float ties
+    assert (decode_chunked(model, expected.audio_codes, window_frames=7) - expected_audio).abs().max() <= 1e-4
+    monkeypatch.setattr(layers_rvqgan, "DILATIONS", (1, 3, 9))
+    monkeypatch.setattr(layers_rvqgan, "RESIDUAL_KERNEL_SIZE", 7)
+    assert receptive_field(model) != receptive_field(tiny_model())
+
+
 @pytest.mark.parametrize("kernel, dilation", [(7, 1), (7, 3), (7, 9), (3, 2)])
 def test_spectral_convolution_equals_the_direct_one(kernel, dilation):
     generator = torch.Generator().manual_seed(0)
@@ -85,7 +108,7 @@ def test_spectral_convolution_equals_the_direct_one(kernel, dilation):
     span = (kernel - 1) * dilation
     for length in (span + 1, span + 2, 3 * span + 4, 500):  # one output, a few, and many windows
         hidden_states = torch.randn(2, length, 5, generator=generator)
-        got = inference_rvqgan.spectral_convolution(hidden_states, inference_rvqgan.weight_spectrum(conv), kernel, dilation)
+        got = kernels_rvqgan.spectral_convolution(hidden_states, kernels_rvqgan.weight_spectrum(conv), kernel, dilation)
         expected = torch.nn.functional.conv1d(hidden_states.double().transpose(1, 2), conv.weight.double(), dilation=dilation)
         assert got.shape == (2, length - span, 4)
         assert torch.allclose(got.double(), expected.transpose(1, 2), rtol=0, atol=1e-5)
@@ -138,10 +161,10 @@ def test_spectra_follow_weight_changes(monkeypatch):
 def test_spectra_kept_are_bounded(monkeypatch):
     set_tiles(monkeypatch, 0.01)
     spectral_everywhere(monkeypatch)
-    monkeypatch.setattr(inference_rvqgan, "SPECTRA_BYTES", 100_000)
+    monkeypatch.setattr(kernels_rvqgan, "SPECTRA_BYTES", 100_000)
     model = tiny_model()
     assert_same(model, 0.3 * torch.randn(1, 1, 1000, generator=torch.Generator().manual_seed(0)))
-    kept = [tensors for _, tensors, _ in inference_rvqgan._spectra.values()]
+    kept = [tensors for _, tensors, _ in kernels_rvqgan._spectra.values()]
     spectral = [m for m in model.modules() if isinstance(m, torch.nn.Conv1d) and m.kernel_size == (7,)]
     assert 0 < len(kept) < len(spectral) and sum(t.nbytes for tensors in kept for t in tensors) <= 100_000
 
@@ -200,17 +223,25 @@ def test_snake_kernels_are_compiled_under_autocast_only(monkeypatch):
 def test_snake_is_one_compiled_kernel_equal_to_the_eager_one(input_dtype, dtype, tolerance):
     with warnings.catch_warnings():
         warnings.filterwarnings("error", "Snake activations run unfused")  # a failed compilation falls back to them
-        fused = inference_rvqgan.fused_snake("cpu", input_dtype, dtype)
+        fused = kernels_rvqgan.fused_snake("cpu", input_dtype, dtype)
     assert not isinstance(fused, functools.partial)
     generator = torch.Generator().manual_seed(0)
     alpha = torch.rand(96, generator=generator) + 0.1
-    inverse = (alpha + 1e-9).reciprocal()
+    inverse = layers_rvqgan.inverse_alpha(alpha)
     for rows in (0, 1, 7, 3000):  # any number of rows, with one kernel
         hidden_states = (3 * torch.randn(rows, 96, generator=generator)).to(input_dtype)
         got = fused(hidden_states, alpha, inverse)
-        expected = inference_rvqgan.snake(hidden_states, alpha, inverse, dtype)
+        expected = kernels_rvqgan.snake(hidden_states, alpha, inverse, dtype)
         assert got.dtype == dtype and got.shape == (rows, 96)
         assert torch.allclose(got.float(), expected.float(), rtol=tolerance, atol=tolerance)
+
+
+def test_eager_snake_kernel_equals_the_layers_snake():
+    generator = torch.Generator().manual_seed(0)
+    alpha = torch.rand(96, generator=generator) + 0.1
+    hidden_states = 3 * torch.randn(500, 96, generator=generator)
+    got = kernels_rvqgan.snake(hidden_states, alpha, layers_rvqgan.inverse_alpha(alpha), torch.float32)
+    assert torch.equal(got, layers_rvqgan.snake(hidden_states.T[None], alpha[None, :, None])[0].T)
 
 
 def test_without_a_compiler_snake_runs_unfused_with_a_warning(tmp_path):
