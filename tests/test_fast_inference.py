@@ -170,8 +170,8 @@ def test_spectra_kept_are_bounded(monkeypatch):
 
 
 def test_tiles_in_parallel_threads(monkeypatch):
-    """Tiles run on the intra-op thread count's worth of threads, whose torch ops use one thread; the count is back
-    to what it was afterwards."""
+    """Tiles run on the caller's thread count's worth of threads, whose torch ops use one thread; the caller's count
+    does not change."""
     set_tiles(monkeypatch, 0.01)
     torch.set_num_threads(2)
     threads_inside = []
@@ -275,10 +275,16 @@ def test_weight_norm_parametrizations_are_used(monkeypatch):
     assert_same(model, 0.3 * torch.randn(1, 1, 1000, generator=torch.Generator().manual_seed(0)), tolerance=1e-4)
 
 
-def test_fast_path_only_in_eval_mode_without_autograd(monkeypatch):
+def tiled_passes(monkeypatch) -> list:
+    """A list that gets an item for every tiled pass (one per encode or decode)."""
     calls = []
     run_tiled = inference_rvqgan.run_tiled
     monkeypatch.setattr(inference_rvqgan, "run_tiled", lambda *args: calls.append(1) or run_tiled(*args))
+    return calls
+
+
+def test_fast_path_only_in_eval_mode_without_autograd(monkeypatch):
+    calls = tiled_passes(monkeypatch)
     model = tiny_model()
     audio = 0.3 * torch.randn(1, 1, 320)
     model.train()
@@ -293,9 +299,7 @@ def test_fast_path_only_in_eval_mode_without_autograd(monkeypatch):
 
 
 def test_inference_backend_setting(monkeypatch):
-    calls = []
-    run_tiled = inference_rvqgan.run_tiled
-    monkeypatch.setattr(inference_rvqgan, "run_tiled", lambda *args: calls.append(1) or run_tiled(*args))
+    calls = tiled_passes(monkeypatch)
     model = tiny_model()
     audio = 0.3 * torch.randn(1, 1, 320)
     with torch.no_grad():

@@ -196,3 +196,8 @@ def test_flat_layout_and_default_columns(setup, tmp_path):
         assert len(row["audio_codes"]) == 2 * row["n_frames"]
         path = data / ("speech/s%d.wav" % row["idx"] if row["idx"] % 2 else "m%d.flac" % row["idx"])
         np.testing.assert_array_equal(row["audio_codes"], tokenizer.tokenize(str(path)))
+
+
+def test_the_command_has_no_test_only_options():
+    with pytest.raises(SystemExit):
+        tokenize_dataset.parse_args(["--dataset", "d", "--output", "o", "--stop-after-shards", "1"])
