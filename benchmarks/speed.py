@@ -90,7 +90,7 @@ def bf16_checks(model, codes: torch.Tensor, decoded: torch.Tensor, bf16_codes: t
     against their fp32 decode `decoded`."""
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
         bf16_audio = model.decode(audio_codes=codes).audio_values.float()
-    distance = mel_distance(decoded[0, 0].numpy(), bf16_audio[0, 0].numpy(), model.config.sampling_rate)
+    distance = mel_distance(decoded[0].numpy(), bf16_audio[0].numpy(), model.config.sampling_rate)
     return f"{100 * (bf16_codes == codes).double().mean():.3f} % | {distance:.4f}"
 
 

@@ -76,7 +76,7 @@ class RvqganStep:
 
     def __call__(self, signal: torch.Tensor, freeze_discriminator: bool = False) -> dict:
         out = self.generator(signal)
-        recons = out.audio_values
+        recons = out.audio_values[:, None]  # (B, 1, T), as `signal`
         d_loss = discriminator_loss(self.discriminator(recons.detach()), self.discriminator(signal))
         update(d_loss, self.discriminator, self.optimizer_d, self.scheduler_d, 10.0)
 

@@ -250,7 +250,7 @@ class AudioTokenizer:
         with torch.inference_mode():
             audio = self.model.decode(
                 audio_codes=torch.from_numpy(padded).to(device), padding_mask=torch.from_numpy(mask).to(device)
-            ).audio_values[:, 0].float().cpu().numpy()
+            ).audio_values.float().cpu().numpy()
         out = []
         for i, length in enumerate(lengths):
             length = frames[i] * self.hop_length if length is None else int(length)

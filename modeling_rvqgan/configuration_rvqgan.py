@@ -110,7 +110,7 @@ class RvqganConfig(PreTrainedConfig):
         maximum = self.n_quantizers_to_kbps(self.n_codebooks)
         if not math.isfinite(kbps) or kbps < per_codebook / 2 or kbps > maximum * 1.05:
             raise ValueError(
-                f"`bandwidth` {kbps} kbps is out of range: this model codes {per_codebook:.3f} to {maximum:.3f} kbps "
+                f"`kbps` {kbps} is out of range: this model codes {per_codebook:.3f} to {maximum:.3f} kbps "
                 f"in steps of {per_codebook:.3f} kbps (1 to {self.n_codebooks} codebooks)."
             )
         return min(self.n_codebooks, max(1, round(kbps / per_codebook)))

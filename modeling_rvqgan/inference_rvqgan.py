@@ -1,4 +1,5 @@
-"""Fast eval-mode passes of the encoder and decoder: the arithmetic of `layers_rvqgan.py`, computed tile by tile.
+"""Fast eval-mode passes of the encoder and decoder: their declared steps (`layers_rvqgan.Step`, `Residual`), with
+their own modules' weights and geometry, computed tile by tile.
 
 A tile computes a stretch of the output from the stretch of input it depends on, every layer cropped to what the
 layers after it read, so that activations stay in cache and the overlap computed twice is a few percent. A tile at
@@ -8,31 +9,30 @@ float rounding of the convolution kernels). On CPU, tiles run in parallel, as ma
 Activations are (B, T, C), channels last, which oneDNN convolves without reordering. At the lowest rates, where rows
 are few and weights large, convolutions are matrix products instead, computed as 1x1 convolutions: MKL's
 matrix products round differently when several threads call them at once, which would make outputs vary from call
-to call. On CPU, float32 convolutions of 7 taps from 256 channels on are products of spectra (`spectral_convolution`),
-whose matrix products, called from the tiles' threads at once, were measured to give the same bits on every call.
-Under autocast, Snake activations are one TorchInductor kernel each (`fused_snake`). Weights are used as stored (cast
-under autocast) and weight norm parametrizations are read once per call; only the weights' spectra are kept between
-calls, until the weights change (`weight_spectrum`).
+to call. On CPU, float32 convolutions of 7 taps from 256 channels on are products of spectra (`kernels_rvqgan`'s
+`spectral_convolution`), whose matrix products, called from the tiles' threads at once, were measured to give the
+same bits on every call. Under autocast, Snake activations are one TorchInductor kernel each (`fused_snake`).
+Weights are used as stored (cast under autocast) and weight norm parametrizations are read once per call; only the
+weights' spectra are kept between calls (`weight_spectrum`).
 """
 
 import functools
-import math
-import weakref
-import warnings
+import threading
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.func import functionalize
-from torch.fx.experimental.proxy_tensor import make_fx
+
+from . import layers_rvqgan as layers
+from .kernels_rvqgan import fused_snake, snake, spectral_convolution, weight_spectrum
+from .layers_rvqgan import Step, inverse_alpha, length_mask
 
 BLOCK_SECONDS = 4.0  # output computed at a time, per thread: bounds the memory
 TILE_SECONDS = 0.5  # CPU tiles at high rates, small enough for the L3 cache
 LOW_RATE_TILE_SECONDS = 4.0  # CPU tiles at the lowest rates, where the weights are large and the activations small
 SPECTRAL_CHANNELS = 256  # CPU convolutions of 7 taps or more from this many channels on are spectral products
-SPECTRAL_SIZE = 32  # points of their DFT windows
+LOW_RATE = 8  # positions per code frame at and below which steps are at a low rate (see `stages`)
 
 
 def autocast_dtype(device: torch.device) -> torch.dtype:
@@ -40,18 +40,52 @@ def autocast_dtype(device: torch.device) -> torch.dtype:
     return torch.get_autocast_dtype(device.type) if torch.is_autocast_enabled(device.type) else torch.float32
 
 
-@contextmanager
-def fast_inference(device: torch.device):
-    """Inside, autocast is off and torch ops use one thread; yields the number of threads to run tiles on (the
-    intra-op thread count on CPU, 1 elsewhere). Ops spread over threads stall whenever one thread is preempted,
-    which tiles of their own per thread avoid. The thread count is process-wide: restored on exit."""
-    threads = torch.get_num_threads()
+def tile_threads(device: torch.device) -> int:
+    """Threads to run tiles on: the calling thread's torch thread count on CPU, 1 elsewhere."""
+    return torch.get_num_threads() if device.type == "cpu" else 1
+
+
+def _one_thread():
+    """Initializer of `pools`' workers: torch ops on one thread in this thread (OpenMP's and MKL's counts are per
+    thread; torch applies its process-wide count on a thread's first call, hence the read first)."""
+    torch.get_num_threads()
     torch.set_num_threads(1)
-    try:
-        with torch.autocast(device.type, enabled=False):
-            yield threads if device.type == "cpu" else 1
-    finally:
-        torch.set_num_threads(threads)
+
+
+_pools, _pools_lock = {}, threading.Lock()
+
+
+def pools(threads: int) -> tuple[ThreadPoolExecutor, ThreadPoolExecutor]:
+    """Two process-wide pools of `threads` workers whose torch ops run on one thread: one runs passes, the other
+    their tiles. All start at once; `torch.set_num_threads(1)` in their initializers also sets the count torch gives
+    threads started later, which is set back to the caller's as soon as they have started."""
+    with _pools_lock:
+        if threads not in _pools:
+            started = threading.Barrier(2 * threads)
+            _pools[threads] = tuple(ThreadPoolExecutor(threads, "rvqgan", _one_thread) for _ in range(2))
+            for waiting in [pool.submit(started.wait) for pool in _pools[threads] for _ in range(threads)]:
+                waiting.result()
+            torch.set_num_threads(torch.get_num_threads())
+        return _pools[threads]
+
+
+def in_this_threads_modes(function, device_type: str = "cpu"):
+    """`function`, to call from any thread, under this thread's inference mode, without autograd or autocast."""
+    inference = torch.is_inference_mode_enabled()
+
+    def call(*args):
+        with torch.inference_mode(inference), torch.no_grad(), torch.autocast(device_type, enabled=False):
+            return function(*args)
+
+    return call
+
+
+def run_pass(function, device: torch.device):
+    """`function(threads)` with torch ops on one thread (ops spread over threads stall whenever one thread is
+    preempted, which tiles of their own per thread avoid), `threads` being `tile_threads(device)`: on a worker of
+    `pools(threads)` when it is above 1, here otherwise. No thread's torch thread count changes."""
+    threads, call = tile_threads(device), in_this_threads_modes(function, device.type)
+    return pools(threads)[0].submit(call, threads).result() if threads > 1 else call(threads)
 
 
 def channels_first(hidden_states: torch.Tensor) -> torch.Tensor:
@@ -68,124 +102,28 @@ def masked(hidden_states: torch.Tensor, lengths: torch.Tensor | None, start: int
     """Zero the rows of (B, T, C) `hidden_states`, which start at position `start`, from each item's length on."""
     if lengths is None:
         return hidden_states
-    positions = torch.arange(start, start + hidden_states.shape[1], device=hidden_states.device)
-    return hidden_states.mul_((positions < lengths[:, None]).unsqueeze(-1))
-
-
-def snake(hidden_states: torch.Tensor, alpha: torch.Tensor, inverse: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """`Snake1d` of (N, C) `hidden_states` in float32, x + 1/(alpha + 1e-9) * sin(alpha * x)^2 with (C,)
-    `alpha` and `inverse` = 1/(alpha + 1e-9), with one temporary, written in `dtype`."""
-    hidden_states = hidden_states.float()
-    out = hidden_states * alpha
-    return out.sin_().pow_(2).mul_(inverse).add_(hidden_states).to(dtype)
-
-
-@functools.cache
-def fused_snake(device_type: str, input_dtype: torch.dtype, dtype: torch.dtype):
-    """`snake` writing `dtype`, a function of (hidden_states, alpha, inverse), for contiguous `input_dtype` inputs of
-    any size. On CPU, compiled by TorchInductor into one pass over memory: 3.5-4.5x faster than the eager ops, which
-    take 15 % of a bf16 decode and 12 % of an encode. Its results differ from the eager ops' by float rounding (a
-    different `sin`). The first call in a process takes about 5 s (later ones read inductor's disk cache): `Conv`
-    uses it under autocast only, where the bf16 convolutions leave the Snake a larger share. Other devices, and a
-    failed compilation (with a warning), get the eager ops.
-
-    The graph is compiled directly, without torch.compile's guards, which would recompile for every dtype, stride
-    and dispatch key set and race when tiles call it from several threads; `cpp_wrapper` releases the GIL."""
-    eager = functools.partial(snake, dtype=dtype)
-    if device_type != "cpu":
-        return eager
-    example = torch.zeros(2, 3, dtype=input_dtype), torch.ones(3), torch.ones(3)
-    try:
-        graph = make_fx(functionalize(eager), tracing_mode="symbolic")(*example)  # symbolic sizes: one kernel for all
-        return torch._inductor.compile(graph, list(example), options={"cpp_wrapper": True})
-    except Exception as error:  # no C++ compiler, say
-        warnings.warn(f"Snake activations run unfused (slower): TorchInductor failed with {error!r}")
-        return eager
-
-
-@functools.cache
-def real_dft(size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The DFT of `size` (even) real points as a (size, size) matrix, rows cos(2 pi f n / size) for bins
-    f = 0..size/2 (real parts), then -sin(2 pi f n / size) for f = 1..size/2-1 (imaginary parts); and its inverse."""
-    half = size // 2
-    angles = 2 * math.pi * torch.arange(half + 1, dtype=torch.float64)[:, None] * torch.arange(size) / size
-    forward = torch.cat([angles.cos(), -angles[1:half].sin()])
-    weights = torch.full((half + 1, 1), 2.0, dtype=torch.float64)
-    weights[0] = weights[half] = 1
-    inverse = torch.cat([weights * angles.cos(), -2 * angles[1:half].sin()]).T / size
-    return forward.float(), inverse.float()
-
-
-_spectra = weakref.WeakKeyDictionary()  # convolution -> (its parameters' storage and versions), spectrum
-
-
-def weight_spectrum(conv: nn.Conv1d) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The DFT over SPECTRAL_SIZE points of `conv`'s reversed (C', C, k) taps, as float32 (C, C') matrices per bin:
-    real parts (bins, C, C'), imaginary parts of the bins but the first and last (bins - 2, C, C'), and the sum of
-    the two (Gauss's complex product: 3 real matrix products instead of 4). Computed once and kept until `conv`'s
-    parameters change (in place, or replaced): 6.7x the memory of its weight."""
-    key = [(p.data_ptr(), None if p.is_inference() else p._version) for p in conv.parameters()]
-    if conv in _spectra and _spectra[conv][0] == key:
-        return _spectra[conv][1]
-    weight = conv.weight.detach().float()
-    forward, _ = real_dft(SPECTRAL_SIZE)
-    kernel, bins = weight.shape[-1], SPECTRAL_SIZE // 2 + 1
-    spectrum = forward[:, :kernel].flip(-1) @ weight.permute(2, 0, 1).reshape(kernel, -1)  # (size, C' * C)
-    spectrum = spectrum.view(SPECTRAL_SIZE, *weight.shape[:2]).transpose(1, 2)
-    real, imag = spectrum[:bins], spectrum[bins:]
-    spectrum = real, imag, real[1:-1] + imag
-    _spectra[conv] = key, spectrum
-    return spectrum
-
-
-def spectral_convolution(hidden_states: torch.Tensor, spectrum: tuple, kernel: int, dilation: int) -> torch.Tensor:
-    """Valid convolution of (B, T, C) float32 `hidden_states` by the `kernel`-tap weight of `spectrum`
-    (`weight_spectrum`), dilated: (B, T - (kernel - 1) * dilation, C').
-
-    Each of the `dilation` interleaved sequences is cut into windows of SPECTRAL_SIZE points overlapping by
-    kernel - 1 (overlap-save); per DFT bin, the windows' spectra times the weight's are one complex matrix product
-    over channels; the last SPECTRAL_SIZE - kernel + 1 points of each window's inverse DFT are outputs. For 7 taps
-    this is 2.6x fewer multiply-adds than the direct convolution, and it rounds no worse (its error against a
-    float64 convolution was 2e-6 where oneDNN's was 4e-6 to 9e-6)."""
-    real, imag, both = spectrum
-    forward, inverse = real_dft(SPECTRAL_SIZE)
-    batch, length, channels = hidden_states.shape
-    bins, step = real.shape[0], SPECTRAL_SIZE - kernel + 1
-    windows = -(-(-(-length // dilation) - kernel + 1) // step)  # per interleaved sequence
-    padded = windows * step + kernel - 1
-    hidden_states = F.pad(hidden_states, (0, 0, 0, padded * dilation - length))
-    sequences = hidden_states.view(batch, padded, dilation, channels).permute(0, 2, 3, 1)  # (B, d, C, T / d)
-    rows = sequences.unfold(3, SPECTRAL_SIZE, step).transpose(2, 3).reshape(-1, SPECTRAL_SIZE)  # (B * d * n * C, size)
-    spectra = (forward @ rows.T).view(SPECTRAL_SIZE, -1, channels)  # (size, B * d * n, C): real, imaginary parts
-    re, im = spectra[:bins], spectra[bins:]
-    out = hidden_states.new_empty(SPECTRAL_SIZE, re.shape[1], real.shape[-1])
-    torch.bmm(re, real, out=out[:bins])
-    products = torch.bmm(im, imag)
-    torch.bmm(re[1:-1] + im, both, out=out[bins:])
-    out[bins:].sub_(out[1 : bins - 1]).sub_(products)
-    out[1 : bins - 1].sub_(products)
-    out = (inverse[kernel - 1 :] @ out.view(SPECTRAL_SIZE, -1)).view(step, batch, dilation, windows, -1)
-    out = out.permute(1, 3, 0, 2, 4).reshape(batch, windows * step * dilation, -1)  # (B, n, step, d, C') in time order
-    return out[:, : length - (kernel - 1) * dilation]
+    return hidden_states.mul_(length_mask(lengths, hidden_states.shape[1], start).transpose(1, 2))
 
 
 class Conv:
-    """Optional Snake, then a convolution with a masked output, on a stretch of the sequence: (B, T, C) -> (B, T', C').
+    """A `Step` on a stretch of the sequence: (B, T, C) -> (B, T', C'), its own module's weights and geometry.
 
     The convolution runs in `dtype`, as a matrix product if `matrix`, or, on CPU in float32 with 7 taps or more and
-    SPECTRAL_CHANNELS input channels or more, as a spectral product (1.3-2.6x faster than oneDNN's there, one thread,
+    SPECTRAL_CHANNELS input channels or more, as a spectral product (faster than oneDNN's there, on one thread;
     slower with fewer channels); the Snake, in float32, writes `dtype`, with `fused_snake`'s kernels if `fused`.
     """
 
-    def __init__(self, conv: nn.Conv1d, activation: nn.Module | None, dtype: torch.dtype, fused: bool, matrix: bool = False):
-        (self.kernel,), (self.stride,), (self.padding,), (self.dilation,) = conv.kernel_size, conv.stride, conv.padding, conv.dilation
+    def __init__(self, step: Step, dtype: torch.dtype, fused: bool, matrix: bool = False):
+        conv, activation = step.conv, step.activation
+        self.step = step
+        (self.kernel,), (self.stride,), (self.dilation,) = conv.kernel_size, conv.stride, conv.dilation
         spectral = conv.weight.device.type == "cpu" and dtype == torch.float32 and conv.stride == (1,) and not matrix
         self.spectrum = weight_spectrum(conv) if spectral and self.kernel >= 7 and conv.in_channels >= SPECTRAL_CHANNELS else None
         weight = conv.weight.to(dtype)
         self.weight = weight.flatten(1)[..., None, None] if matrix else weight.unsqueeze(2)  # (C', C * k, 1, 1) or (C', C, 1, k)
         self.bias, self.dtype, self.matrix = conv.bias.to(dtype), dtype, matrix
         self.alpha = None if activation is None else activation.alpha.reshape(-1).float()
-        self.inverse = None if activation is None else (self.alpha + 1e-9).reciprocal()
+        self.inverse = None if activation is None else inverse_alpha(self.alpha)
         self.snakes = {} if activation is None else {  # by input dtype; kernels are compiled here, in the calling thread
             d: fused_snake(weight.device.type, d, dtype) if fused else functools.partial(snake, dtype=dtype)
             for d in {torch.float32, dtype}
@@ -193,12 +131,11 @@ class Conv:
 
     def size(self, n):
         """Output length for input length `n` (an int, or a tensor of lengths)."""
-        return (n + 2 * self.padding - self.dilation * (self.kernel - 1) - 1) // self.stride + 1
+        return self.step.size(n)
 
     def needs(self, low: int, high: int) -> tuple[int, int]:
         """The input positions [a, b) that outputs [low, high) read (beyond the input's ends: zero padding)."""
-        a = low * self.stride - self.padding
-        return a, (high - 1) * self.stride - self.padding + self.dilation * (self.kernel - 1) + 1
+        return self.step.needs(low, high)
 
     def __call__(self, hidden_states, low, high, size, lengths):
         """Outputs [low, high) (B, high - low, C') from `hidden_states` (B, T, C), the input at positions
@@ -226,27 +163,16 @@ class Conv:
 
 
 class ConvTranspose(Conv):
-    """Snake, then a transposed convolution with a masked output, on a stretch of the sequence.
+    """A `Step` of a transposed convolution on a stretch of the sequence.
 
     As a matrix product if `matrix`: each input step times the (C, C' * k) weight, a 1x1 transposed convolution that
     reads the weight as stored, gives `kernel` output steps, which overlap-add `stride` apart.
     """
 
-    def __init__(self, conv: nn.ConvTranspose1d, activation: nn.Module, dtype: torch.dtype, fused: bool, matrix: bool = False):
-        super().__init__(conv, activation, dtype, fused, matrix)  # as a matrix: (C, C' * k, 1, 1)
-        (self.output_padding,) = conv.output_padding
-
-    def size(self, n):
-        return (n - 1) * self.stride - 2 * self.padding + self.kernel + self.output_padding
-
-    def needs(self, low, high):
-        # output o gets input i through kernel tap o + padding - i * stride, in [0, kernel)
-        return (low + self.padding - self.kernel) // self.stride + 1, (high - 1 + self.padding) // self.stride + 1
-
     def __call__(self, hidden_states, low, high, size, lengths):
         a = max(0, self.needs(low, high)[0])
         full = self.transposed(self.activate(hidden_states))  # row q: output q + a * stride - padding
-        start = low + self.padding - a * self.stride
+        start = low + self.step.conv.padding[0] - a * self.stride
         return masked(full[:, start : start + high - low].float(), lengths, low)
 
     def transposed(self, hidden_states: torch.Tensor) -> torch.Tensor:
@@ -265,45 +191,49 @@ class ConvTranspose(Conv):
 
 
 class Residual:
-    """`RvqganResidualUnit` on a stretch of the sequence."""
+    """A `layers_rvqgan.Residual` on a stretch of the sequence: its steps, then their input added."""
 
-    def __init__(self, unit: nn.Module, dtype: torch.dtype, fused: bool):
-        self.conv1, self.conv2 = Conv(unit.conv1, unit.snake1, dtype, fused), Conv(unit.conv2, unit.snake2, dtype, fused)
+    def __init__(self, residual: layers.Residual, dtype: torch.dtype, fused: bool):
+        self.residual, self.steps = residual, [tiler_step(step, dtype, fused) for step in residual.steps]
 
     def size(self, n):
         return n
 
     def needs(self, low, high):
-        return self.conv1.needs(low, high)
+        return self.residual.needs(low, high)
 
     def __call__(self, hidden_states, low, high, size, lengths):
-        branch = self.conv2(self.conv1(hidden_states, low, high, size, lengths), low, high, size, lengths)
-        skip = low - max(0, self.needs(low, high)[0])
-        return hidden_states[:, skip : skip + high - low] + branch  # float32
+        offset = max(0, self.needs(low, high)[0])
+        branch = run(self.steps, hidden_states, offset, [size] * (len(self.steps) + 1), [lengths] * (len(self.steps) + 1), low, high)
+        return hidden_states[:, low - offset : high - offset] + branch  # float32
 
 
-def encoder_stages(encoder: nn.Module, fused: bool) -> list[tuple[float, list]]:
-    """The encoder as steps in float32, in two stages with their tile seconds: up to the last block, then the rest."""
-    steps = [Conv(encoder.conv1, None, torch.float32, fused)]
-    for block in encoder.block:
-        steps += [Residual(unit, torch.float32, fused) for unit in (block.res_unit1, block.res_unit2, block.res_unit3)]
-        matrix = block in encoder.block[-2:]  # strided 8x from 256 or 512 channels: faster as matrix products
-        steps.append(Conv(block.conv1, block.snake1, torch.float32, fused, matrix))
-    steps.append(Conv(encoder.conv2, encoder.snake1, torch.float32, fused, matrix=True))
-    return [(TILE_SECONDS, steps[:-6]), (LOW_RATE_TILE_SECONDS, steps[-6:])]
+def tiler_step(step, dtype: torch.dtype, fused: bool, matrix: bool = False):
+    """The tiled form of a `Step` or `Residual` of `layers_rvqgan`."""
+    if isinstance(step, layers.Residual):
+        return Residual(step, dtype, fused)
+    return (ConvTranspose if isinstance(step.conv, nn.ConvTranspose1d) else Conv)(step, dtype, fused, matrix)
 
 
-def decoder_stages(decoder: nn.Module, dtype: torch.dtype) -> list[tuple[float, list]]:
-    """The decoder as steps in two stages with their tile seconds, up to the first block's end then the rest,
-    convolving in `dtype` except for the last convolution (float32), with fused Snakes unless `dtype` is float32."""
-    fused = dtype != torch.float32
-    steps = [Conv(decoder.conv1, None, dtype, fused, matrix=True)]
-    for block in decoder.block:
-        first = block is decoder.block[0]  # its transposed convolution, like the one before, reads the frame rate
-        steps.append(ConvTranspose(block.conv_t1, block.snake1, dtype, fused, matrix=first))
-        steps += [Residual(unit, dtype, fused) for unit in (block.res_unit1, block.res_unit2, block.res_unit3)]
-    steps.append(Conv(decoder.conv2, decoder.snake1, torch.float32, fused))
-    return [(LOW_RATE_TILE_SECONDS, steps[:5]), (TILE_SECONDS, steps[5:])]
+def stages(steps: list, per_frame: int, dtype: torch.dtype, fused: bool) -> list[tuple[float, list]]:
+    """`steps` (an encoder's or decoder's) in their tiled forms, in stages of consecutive steps at high rates (tiles of
+    TILE_SECONDS) and at low rates (LOW_RATE_TILE_SECONDS), their input having `per_frame` positions per code frame.
+    A step's output is at a low rate at LOW_RATE positions per frame or fewer; there, where rows are few and weights
+    large, convolutions that change the rate or run at the frame rate are matrix products. Every step convolves in
+    `dtype` but the last, in float32."""
+    out = []
+    for index, step in enumerate(steps):
+        conv = getattr(step, "conv", None)
+        after = per_frame if conv is None else per_frame * conv.stride[0] if conv.transposed else per_frame // conv.stride[0]
+        low = after <= LOW_RATE
+        matrix = low and conv is not None and (conv.stride != (1,) or per_frame == after == 1)
+        tiled = tiler_step(step, dtype if index < len(steps) - 1 else torch.float32, fused, matrix)
+        if out and out[-1][0] == low:
+            out[-1][1].append(tiled)
+        else:
+            out.append((low, [tiled]))
+        per_frame = after
+    return [(LOW_RATE_TILE_SECONDS if low else TILE_SECONDS, stage) for low, stage in out]
 
 
 def spans(steps: list, sizes: list[int], low: int, high: int) -> list[tuple[int, int]]:
@@ -327,7 +257,7 @@ def run(steps: list, inputs: torch.Tensor, offset: int, sizes: list[int], length
 
 def run_tiled(stages: list[tuple[float, list]], inputs: torch.Tensor, lengths: torch.Tensor | None, rate: float, threads: int):
     """The steps of `stages` applied in turn to (B, T, C) `inputs`: (B, T', C') at `rate` positions per second.
-    `lengths` (B,): valid input positions per item, or None. Called within `fast_inference`.
+    `lengths` (B,): valid input positions per item, or None. Called within `run_pass`.
 
     The output is computed a block of BLOCK_SECONDS per thread at a time. On CPU, in a block, each stage computes
     what the next stage reads in tiles of its seconds, run by `threads` threads; elsewhere a stage is one tile."""
@@ -339,40 +269,41 @@ def run_tiled(stages: list[tuple[float, list]], inputs: torch.Tensor, lengths: t
     bounds = [0]
     for _, stage in stages:
         bounds.append(bounds[-1] + len(stage))
-    cpu, inference = inputs.device.type == "cpu", torch.is_inference_mode_enabled()
+    cpu = inputs.device.type == "cpu"
 
+    @in_this_threads_modes  # grad mode is per thread
     def tile(first: int, last: int, hidden_states, offset: int, low: int, high: int):
-        with torch.inference_mode(inference), torch.no_grad():  # grad mode is per thread
-            return run(steps[first:last], hidden_states, offset, sizes[first : last + 1], all_lengths[first : last + 1], low, high)
+        return run(steps[first:last], hidden_states, offset, sizes[first : last + 1], all_lengths[first : last + 1], low, high)
 
     outputs = inputs.new_empty(inputs.shape[0], sizes[-1], steps[-1].weight.shape[0], dtype=torch.float32)
     block = max(1, round(BLOCK_SECONDS * threads * rate))
-    with ThreadPoolExecutor(threads) as pool:
-        apply = pool.map if threads > 1 else map
-        for low in range(0, sizes[-1], block):
-            hidden_states, offset = inputs, 0
-            for (seconds, _), first, last in zip(stages, bounds, bounds[1:]):
-                start, stop = spans(steps[last:], sizes[last:], low, min(low + block, sizes[-1]))[0]
-                size = max(1, round(seconds * rate * sizes[last] / sizes[-1])) if cpu else stop - start
-                count = threads * -(-(stop - start) // (size * threads))  # equal tiles, as many for every thread
-                size = -(-(stop - start) // count)
-                tiles = [(first, last, hidden_states, offset, a, min(a + size, stop)) for a in range(start, stop, size)]
-                hidden_states, offset = torch.cat(list(apply(lambda args: tile(*args), tiles)), 1), start
-            outputs[:, low : low + block] = hidden_states
+    apply = pools(threads)[1].map if threads > 1 else map
+    for low in range(0, sizes[-1], block):
+        hidden_states, offset = inputs, 0
+        for (seconds, _), first, last in zip(stages, bounds, bounds[1:]):
+            start, stop = spans(steps[last:], sizes[last:], low, min(low + block, sizes[-1]))[0]
+            size = max(1, round(seconds * rate * sizes[last] / sizes[-1])) if cpu else stop - start
+            count = threads * -(-(stop - start) // (size * threads))  # equal tiles, as many for every thread
+            size = -(-(stop - start) // count)
+            tiles = [(first, last, hidden_states, offset, a, min(a + size, stop)) for a in range(start, stop, size)]
+            hidden_states, offset = torch.cat(list(apply(lambda args: tile(*args), tiles)), 1), start
+        outputs[:, low : low + block] = hidden_states
     return outputs
 
 
-def encode_latents(encoder: nn.Module, input_values: torch.Tensor, lengths: torch.Tensor | None, frame_rate: float,
-                   fused: bool, threads: int):
+def encode_latents(encoder: nn.Module, input_values: torch.Tensor, lengths: torch.Tensor | None, hop_length: int,
+                   frame_rate: float, fused: bool, threads: int):
     """`encoder(input_values, lengths)` tile by tile, in float32, with fused Snakes if `fused`:
     (B, 1, T) -> (B, hidden_size, T / hop_length)."""
-    latents = run_tiled(encoder_stages(encoder, fused), input_values.transpose(1, 2), lengths, frame_rate, threads)
+    tiled = stages(encoder.steps, hop_length, torch.float32, fused)
+    latents = run_tiled(tiled, input_values.transpose(1, 2), lengths, frame_rate, threads)
     return latents.transpose(1, 2).contiguous()  # the quantizer's 1x1 convolutions take 2x longer on a strided input
 
 
 def decode_latents(decoder: nn.Module, quantized: torch.Tensor, frames: torch.Tensor | None, sampling_rate: float,
                    dtype: torch.dtype, threads: int):
-    """`decoder(quantized, frames)` tile by tile, all convolutions but the last in `dtype`:
-    (B, hidden_size, T') -> (B, 1, T' * hop_length)."""
-    audio = run_tiled(decoder_stages(decoder, dtype), quantized.transpose(1, 2), frames, sampling_rate, threads)
-    return torch.tanh_(audio).transpose(1, 2)
+    """`decoder(quantized, frames)` tile by tile, all convolutions but the last in `dtype`, with fused Snakes unless
+    `dtype` is float32: (B, hidden_size, T') -> (B, 1, T' * hop_length)."""
+    tiled = stages(decoder.steps, 1, dtype, dtype != torch.float32)
+    audio = run_tiled(tiled, quantized.transpose(1, 2), frames, sampling_rate, threads)
+    return decoder.tanh(audio).transpose(1, 2)

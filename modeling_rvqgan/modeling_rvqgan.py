@@ -1,8 +1,9 @@
 """The Improved RVQGAN codec (Kumar et al. 2023, the Descript Audio Codec) as a transformers model."""
 
 import math
-from contextlib import nullcontext
+import warnings
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -12,7 +13,7 @@ from transformers import initialization as init
 from transformers.utils import ModelOutput
 
 from .configuration_rvqgan import RvqganConfig
-from .inference_rvqgan import autocast_dtype, decode_latents, encode_latents, fast_inference
+from .inference_rvqgan import autocast_dtype, decode_latents, encode_latents, run_pass
 from .layers_rvqgan import RvqganDecoder, RvqganEncoder, Snake1d, length_mask
 from .quantizer_rvqgan import RvqganResidualVectorQuantizer
 
@@ -20,45 +21,56 @@ from .quantizer_rvqgan import RvqganResidualVectorQuantizer
 @dataclass
 class RvqganEncoderOutput(ModelOutput):
     """
-    audio_codes (`torch.LongTensor` of shape `(batch_size, n_quantizers, frames)`): codebook indices.
+    loss (`torch.Tensor` scalar): `commitment_loss_weight * commitment_loss + codebook_loss_weight * codebook_loss`.
     quantized_representation (`torch.Tensor` of shape `(batch_size, hidden_size, frames)`): the decoder's input.
+    audio_codes (`torch.LongTensor` of shape `(batch_size, n_quantizers, frames)`): codebook indices.
     projected_latents (`torch.Tensor` of shape `(batch_size, n_quantizers * codebook_dim, frames)`): the
         encoder's output projected into each codebook's space, before the lookup.
-    commitment_loss, codebook_loss (`torch.Tensor` scalars): the quantizer losses.
+    commitment_loss, codebook_loss (`torch.Tensor` scalars): the quantizer losses (not in the tuple form).
     """
 
-    audio_codes: torch.LongTensor | None = None
+    loss: torch.Tensor | None = None
     quantized_representation: torch.Tensor | None = None
+    audio_codes: torch.LongTensor | None = None
     projected_latents: torch.Tensor | None = None
     commitment_loss: torch.Tensor | None = None
     codebook_loss: torch.Tensor | None = None
+    tuple_fields: ClassVar[tuple[str, ...]] = ("loss", "quantized_representation", "audio_codes", "projected_latents")
 
 
 @dataclass
 class RvqganDecoderOutput(ModelOutput):
     """
-    audio_values (`torch.Tensor` of shape `(batch_size, 1, samples)`): the decoded waveform in [-1, 1].
+    audio_values (`torch.Tensor` of shape `(batch_size, samples)`): the decoded waveform in [-1, 1].
     """
 
     audio_values: torch.Tensor | None = None
+    tuple_fields: ClassVar[tuple[str, ...]] = ("audio_values",)
 
 
 @dataclass
 class RvqganOutput(ModelOutput):
     """
-    loss (`torch.Tensor` scalar): `commitment_loss_weight * commitment_loss + codebook_loss_weight * codebook_loss`.
-    audio_values (`torch.Tensor` of shape `(batch_size, 1, samples)`): the reconstruction, as long as the input.
-    audio_codes, quantized_representation, projected_latents, commitment_loss, codebook_loss: as in
+    loss (`torch.Tensor` scalar): as in [`RvqganEncoderOutput`].
+    audio_values (`torch.Tensor` of shape `(batch_size, samples)`): the reconstruction, as long as the input.
+    quantized_representation, audio_codes, projected_latents, commitment_loss, codebook_loss: as in
         [`RvqganEncoderOutput`].
     """
 
     loss: torch.Tensor | None = None
     audio_values: torch.Tensor | None = None
-    audio_codes: torch.LongTensor | None = None
     quantized_representation: torch.Tensor | None = None
+    audio_codes: torch.LongTensor | None = None
     projected_latents: torch.Tensor | None = None
     commitment_loss: torch.Tensor | None = None
     codebook_loss: torch.Tensor | None = None
+    tuple_fields: ClassVar[tuple[str, ...]] = ("loss", "audio_values", "quantized_representation", "audio_codes", "projected_latents")
+
+
+def model_output(output_class: type[ModelOutput], return_dict: bool, **fields) -> ModelOutput | tuple:
+    """`output_class(**fields)`, or with `return_dict` False the tuple of its `tuple_fields` (`DacModel`'s)."""
+    output = output_class(**fields)
+    return output if return_dict else tuple(getattr(output, name) for name in output_class.tuple_fields)
 
 
 class RvqganPreTrainedModel(PreTrainedModel):
@@ -87,13 +99,13 @@ class RvqganModel(RvqganPreTrainedModel):
 
     >>> model = RvqganModel(RvqganConfig.from_preset("44khz")).eval()
     >>> with torch.inference_mode():
-    ...     codes = model.encode(audio, bandwidth=7.75).audio_codes  # audio: (B, 1, T) at 44.1 kHz
-    ...     audio = model.decode(audio_codes=codes).audio_values
+    ...     codes = model.encode(audio, kbps=7.75).audio_codes  # audio: (B, 1, T) at 44.1 kHz
+    ...     audio = model.decode(audio_codes=codes).audio_values  # (B, T)
 
-    In eval mode without autograd, `encode` and `decode` run `inference_rvqgan`'s tiled passes (the same outputs up
-    to float rounding, about 2.4x faster than `DacModel` on CPU). Under `torch.autocast`, the decoder's convolutions
-    run in the autocast dtype; encoding stays in float32 (its Snakes compiled kernels, which round differently), so
-    the codes are float32's but for near-ties.
+    In eval mode without autograd on CPU, `encode` and `decode` run `inference_rvqgan`'s tiled passes (the same
+    outputs up to float rounding; `set_inference_backend` chooses). There, under `torch.autocast`, the decoder's
+    convolutions run in the autocast dtype; encoding stays in float32 (its Snakes compiled kernels, which round
+    differently), so the codes are float32's but for near-ties.
     """
 
     def __init__(self, config: RvqganConfig):
@@ -101,6 +113,7 @@ class RvqganModel(RvqganPreTrainedModel):
         self.encoder = RvqganEncoder(config)
         self.quantizer = RvqganResidualVectorQuantizer(config)
         self.decoder = RvqganDecoder(config)
+        self.inference_backend = "auto"
         self.post_init()
 
     def apply_weight_norm(self):
@@ -127,9 +140,20 @@ class RvqganModel(RvqganPreTrainedModel):
             kwargs["state_dict"] = state_dict
         return super().save_pretrained(save_directory, **kwargs)
 
-    def _fast_path(self) -> bool:
-        """Eval mode without autograd (`torch.no_grad` / `torch.inference_mode`) runs `inference_rvqgan`'s tiled passes."""
-        return not self.training and not torch.is_grad_enabled()
+    def set_inference_backend(self, backend: str) -> "RvqganModel":
+        """How `encode` and `decode` compute in eval mode without autograd (`torch.no_grad` / `torch.inference_mode`):
+        `"tiled"`, `inference_rvqgan`'s tile-by-tile passes; `"reference"`, module by module as in training; `"auto"`
+        (the default), tiled on CPU and the reference elsewhere. With autograd or in training mode, the reference."""
+        if backend not in ("auto", "tiled", "reference"):
+            raise ValueError(f'`backend` must be "auto", "tiled" or "reference", got {backend!r}.')
+        self.inference_backend = backend
+        return self
+
+    def inference_path(self, device: torch.device | str) -> str:
+        """`"tiled"` or `"reference"`: the path `encode` and `decode` take now for inputs on `device`."""
+        if self.training or torch.is_grad_enabled() or self.inference_backend == "reference":
+            return "reference"
+        return "tiled" if self.inference_backend == "tiled" or torch.device(device).type == "cpu" else "reference"
 
     def _frame_lengths(self, padding_mask: torch.Tensor | None) -> torch.Tensor | None:
         """(B, T) padding mask -> (B,) frames per item, ceil(valid samples / hop_length)."""
@@ -137,30 +161,40 @@ class RvqganModel(RvqganPreTrainedModel):
             return None
         return -(-padding_mask.sum(-1) // self.config.hop_length)
 
+    def _n_quantizers(self, n_quantizers: int | None, kbps: float | None, bandwidth: float | None) -> int | None:
+        """The codebook count from `n_quantizers` or `kbps` (`bandwidth`: its deprecated name)."""
+        if bandwidth is not None:
+            warnings.warn("`bandwidth` is deprecated: pass `kbps`.", FutureWarning, stacklevel=3)
+            kbps = bandwidth if kbps is None else kbps
+        if kbps is None:
+            return n_quantizers
+        if n_quantizers is not None:
+            raise ValueError("Pass either `n_quantizers` or `kbps`, not both.")
+        return self.config.kbps_to_n_quantizers(kbps)
+
     def encode(
         self,
         input_values: torch.Tensor,
-        padding_mask: torch.Tensor | None = None,
         n_quantizers: int | None = None,
-        bandwidth: float | None = None,
         return_dict: bool | None = None,
+        *,
+        padding_mask: torch.Tensor | None = None,
+        kbps: float | None = None,
+        bandwidth: float | None = None,
     ) -> RvqganEncoderOutput | tuple:
-        r"""Encode a waveform into codes.
+        r"""Encode a waveform into codes; the arguments and outputs of `DacModel.encode`, and keyword extras.
 
         input_values (`torch.Tensor` of shape `(batch_size, 1, samples)`): audio at `config.sampling_rate`; it is
             right-padded with zeros to a multiple of `config.hop_length`, giving `ceil(samples / hop_length)` frames.
+        n_quantizers (`int`, *optional*): number of codebooks to use; `kbps` picks the nearest count instead.
+            When neither is given, all codebooks are used, with quantizer dropout in training.
         padding_mask (`torch.Tensor` of shape `(batch_size, samples)`, *optional*): 1 for real samples, 0 for right
             padding. With it, each item's codes are those it gets when encoded alone.
-        n_quantizers (`int`, *optional*): number of codebooks to use; `bandwidth` (kbps) picks the nearest count.
-            When neither is given, all codebooks are used, with quantizer dropout in training.
         """
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         if input_values.dim() != 3 or input_values.shape[1] != 1:
             raise ValueError(f"`input_values` must have shape (batch, 1, samples), got {tuple(input_values.shape)}.")
-        if bandwidth is not None:
-            if n_quantizers is not None:
-                raise ValueError("Pass either `n_quantizers` or `bandwidth`, not both.")
-            n_quantizers = self.config.kbps_to_n_quantizers(bandwidth)
+        n_quantizers = self._n_quantizers(n_quantizers, kbps, bandwidth)
 
         input_values = nn.functional.pad(input_values, (0, -input_values.shape[-1] % self.config.hop_length))
         frames = self._frame_lengths(padding_mask)
@@ -168,32 +202,47 @@ class RvqganModel(RvqganPreTrainedModel):
         if frames is not None:
             lengths = frames * self.config.hop_length
             input_values = input_values * length_mask(lengths, input_values.shape[-1])
-        fast = self._fast_path()
         fused = autocast_dtype(input_values.device) != torch.float32  # under autocast, fused Snakes in float32
-        with fast_inference(input_values.device) if fast else nullcontext() as threads:  # fast: float32 codes
-            if fast:
-                latents = encode_latents(self.encoder, input_values, lengths, self.config.frame_rate, fused, threads)
-            else:
+
+        def quantize(threads: int | None = None):
+            if threads is None:
                 latents = self.encoder(input_values, lengths)
+            else:  # float32 codes
+                latents = encode_latents(self.encoder, input_values, lengths, self.config.hop_length, self.config.frame_rate,
+                                         fused, threads)
             frame_mask = length_mask(frames, latents.shape[-1])
-            quantized, codes, projected_latents, commitment_loss, codebook_loss = self.quantizer(latents, n_quantizers, frame_mask)
+            return frame_mask, self.quantizer(latents, n_quantizers, frame_mask)
+
+        tiled = self.inference_path(input_values.device) == "tiled"
+        frame_mask, quantizer_outputs = run_pass(quantize, input_values.device) if tiled else quantize()
+        quantized, codes, projected_latents, commitment_loss, codebook_loss = quantizer_outputs
         if frame_mask is not None:
             quantized = quantized * frame_mask
-
-        outputs = (codes, quantized, projected_latents, commitment_loss, codebook_loss)
-        return RvqganEncoderOutput(*outputs) if return_dict else outputs
+        return model_output(
+            RvqganEncoderOutput,
+            return_dict,
+            loss=self.config.commitment_loss_weight * commitment_loss + self.config.codebook_loss_weight * codebook_loss,
+            quantized_representation=quantized,
+            audio_codes=codes,
+            projected_latents=projected_latents,
+            commitment_loss=commitment_loss,
+            codebook_loss=codebook_loss,
+        )
 
     def decode(
         self,
-        audio_codes: torch.Tensor | None = None,
         quantized_representation: torch.Tensor | None = None,
-        padding_mask: torch.Tensor | None = None,
+        audio_codes: torch.Tensor | None = None,
         return_dict: bool | None = None,
+        *,
+        padding_mask: torch.Tensor | None = None,
     ) -> RvqganDecoderOutput | tuple:
-        r"""Decode codes, or a quantized representation, into a waveform `(batch_size, 1, frames * hop_length)`.
+        r"""Decode a quantized representation, or codes, into a waveform `(batch_size, frames * hop_length)`; the
+        arguments and outputs of `DacModel.decode`, and a keyword extra.
 
-        audio_codes (`torch.LongTensor` of shape `(batch_size, n_q, frames)`): codes of the first n_q codebooks;
-            they take precedence over `quantized_representation` `(batch_size, hidden_size, frames)`.
+        quantized_representation (`torch.Tensor` of shape `(batch_size, hidden_size, frames)`, *optional*).
+        audio_codes (`torch.LongTensor` of shape `(batch_size, n_q, frames)`, *optional*): codes of the first n_q
+            codebooks; they take precedence over `quantized_representation`.
         padding_mask (`torch.Tensor` of shape `(batch_size, samples)`, *optional*): the encoder's padding mask;
             the output is then `samples` long, each item decoded as if alone and zero past its end.
         """
@@ -206,43 +255,51 @@ class RvqganModel(RvqganPreTrainedModel):
         elif quantized_representation is None:
             raise ValueError("Pass `audio_codes` or `quantized_representation`.")
 
-        fast = self._fast_path()
         device = (audio_codes if audio_codes is not None else quantized_representation).device
-        dtype = autocast_dtype(device)  # the fast path's convolutions
-        with fast_inference(device) if fast else nullcontext() as threads:
-            if audio_codes is not None:
-                quantized_representation = self.quantizer.from_codes(audio_codes)
-            frames = self._frame_lengths(padding_mask)
-            if frames is not None:
-                quantized_representation = quantized_representation * length_mask(frames, quantized_representation.shape[-1])
-            if fast:
-                audio_values = decode_latents(self.decoder, quantized_representation, frames, self.config.sampling_rate, dtype, threads)
-            else:
-                audio_values = self.decoder(quantized_representation, frames)
-        if padding_mask is not None:
-            audio_values = audio_values[..., : padding_mask.shape[-1]] * padding_mask[:, None, :]
+        dtype = autocast_dtype(device)  # the tiled path's convolutions
+        frames = self._frame_lengths(padding_mask)
 
-        return RvqganDecoderOutput(audio_values) if return_dict else (audio_values,)
+        def synthesize(threads: int | None = None):
+            quantized = quantized_representation if audio_codes is None else self.quantizer.from_codes(audio_codes)
+            if frames is not None:
+                quantized = quantized * length_mask(frames, quantized.shape[-1])
+            if threads is None:
+                return self.decoder(quantized, frames)
+            return decode_latents(self.decoder, quantized, frames, self.config.sampling_rate, dtype, threads)
+
+        audio_values = run_pass(synthesize, device) if self.inference_path(device) == "tiled" else synthesize()
+        audio_values = audio_values[:, 0]
+        if padding_mask is not None:
+            audio_values = audio_values[:, : padding_mask.shape[-1]] * padding_mask
+        return model_output(RvqganDecoderOutput, return_dict, audio_values=audio_values)
 
     def forward(
         self,
         input_values: torch.Tensor,
-        padding_mask: torch.Tensor | None = None,
         n_quantizers: int | None = None,
-        bandwidth: float | None = None,
         return_dict: bool | None = None,
+        *,
+        padding_mask: torch.Tensor | None = None,
+        kbps: float | None = None,
+        bandwidth: float | None = None,
     ) -> RvqganOutput | tuple:
-        r"""Encode and decode; `audio_values` has the input's length. Arguments as in [`~RvqganModel.encode`]."""
+        r"""Encode and decode; `audio_values` `(batch_size, samples)` has the input's length. Arguments as in
+        [`~RvqganModel.encode`]; the outputs of `DacModel.forward`, and the two quantizer losses."""
         return_dict = return_dict if return_dict is not None else self.config.return_dict
-        encoded = self.encode(input_values, padding_mask, n_quantizers, bandwidth, return_dict=True)
-        audio_values = self.decode(quantized_representation=encoded.quantized_representation, padding_mask=padding_mask).audio_values
-        audio_values = audio_values[..., : input_values.shape[-1]]
-        loss = (
-            self.config.commitment_loss_weight * encoded.commitment_loss
-            + self.config.codebook_loss_weight * encoded.codebook_loss
+        n_quantizers = self._n_quantizers(n_quantizers, kbps, bandwidth)
+        encoded = self.encode(input_values, n_quantizers, return_dict=True, padding_mask=padding_mask)
+        audio_values = self.decode(encoded.quantized_representation, padding_mask=padding_mask).audio_values
+        return model_output(
+            RvqganOutput,
+            return_dict,
+            loss=encoded.loss,
+            audio_values=audio_values[:, : input_values.shape[-1]],
+            quantized_representation=encoded.quantized_representation,
+            audio_codes=encoded.audio_codes,
+            projected_latents=encoded.projected_latents,
+            commitment_loss=encoded.commitment_loss,
+            codebook_loss=encoded.codebook_loss,
         )
-        outputs = RvqganOutput(loss, audio_values, *encoded.to_tuple())
-        return outputs if return_dict else outputs.to_tuple()
 
 
 __all__ = ["RvqganModel", "RvqganPreTrainedModel", "RvqganEncoderOutput", "RvqganDecoderOutput", "RvqganOutput"]

@@ -6,7 +6,6 @@ much real context as the convolutions can see, so its centre frames (or samples)
 pass, and windows at the file edges start or end at the file edge, seeing the same zero padding as a whole-file pass.
 """
 
-import math
 from collections.abc import Callable, Iterable, Iterator
 
 import torch
@@ -18,27 +17,22 @@ DEFAULT_WINDOW_SECONDS = 30.0  # eval-mode passes bound their memory themselves;
 Progress = bool | Callable[[int, int], None] | None
 
 
-def _reach(layers: list[tuple[int, int, int, int]]) -> tuple[int, int]:
-    """Map the interval [0, 0] of one frame through (kernel, stride, padding, dilation) layers, from the frame rate
-    to the sample rate: [a, b] -> [a * stride - padding, b * stride - padding + dilation * (kernel - 1)].
-    Read backwards through an encoder's convolutions this gives the samples a frame depends on; read forwards
-    through a decoder's transposed convolutions, the samples a frame influences."""
-    low = high = 0
-    for kernel, stride, padding, dilation in layers:
-        low, high = low * stride - padding, high * stride - padding + dilation * (kernel - 1)
+def _span(steps: list, low: int, high: int) -> tuple[int, int]:
+    """The input positions [a, b) that outputs [low, high) of `steps` (an encoder's or decoder's) depend on."""
+    for step in reversed(steps):
+        low, high = step.needs(low, high)
     return low, high
 
 
-def receptive_field(config: RvqganConfig) -> tuple[int, int]:
-    """(encoder_frames, decoder_frames): code frames of context needed on each side of a window (mirrors
-    layers_rvqgan.py). Encoder: frame j depends on samples [j * hop + low, j * hop + high]; decoder: frame j
-    influences samples [j * hop + low, j * hop + high]; both need max(ceil(-low / hop), floor(high / hop)) frames."""
-    residual_units = [(7, 1, 3 * d, d) for d in (1, 3, 9)]  # k7 dilated convs; the k1 convs add nothing
-    levels = [[(2 * s, s, math.ceil(s / 2), 1)] + residual_units for s in config.upsampling_ratios]
-    encoder = [(3, 1, 1, 1)] + sum(levels, []) + [(7, 1, 3, 1)]  # conv2, blocks from the last, conv1
-    decoder = [(7, 1, 3, 1)] + sum(levels, []) + [(7, 1, 3, 1)]  # conv1, blocks, conv2
-    hop = config.hop_length
-    return tuple(max(-(low // hop), high // hop) for low, high in map(_reach, (encoder, decoder)))
+def receptive_field(model: RvqganModel) -> tuple[int, int]:
+    """(encoder_frames, decoder_frames): code frames of context needed on each side of a window, read from the
+    encoder's and decoder's declared steps. Encoder: frame 0 depends on samples [low, high); decoder: its samples
+    [0, hop) depend on frames [low, high)."""
+    hop = model.config.hop_length
+    low, high = _span(model.encoder.steps, 0, 1)
+    encoder = max(-(low // hop), (high - 1) // hop)
+    low, high = _span(model.decoder.steps, 0, hop)
+    return encoder, max(-low, high - 1)
 
 
 def _window_frames(config: RvqganConfig, window_frames: int | None) -> int:
@@ -69,7 +63,7 @@ def encode_stream(
     its context at a time. Yields the codes (B, n_q, window_frames) of consecutive windows (the last one shorter):
     together `encode_chunked` of the concatenated blocks.
     """
-    hop, context = model.config.hop_length, receptive_field(model.config)[0]
+    hop, context = model.config.hop_length, receptive_field(model)[0]
     window = _window_frames(model.config, window_frames)
     buffer, offset, start = None, 0, 0  # buffer: samples [offset, offset + length); start: the next centre frame
 
@@ -107,7 +101,7 @@ def encode_chunked(
     `model.encode(input_values, n_quantizers=n_quantizers).audio_codes` (up to float ties) for a model in eval mode.
     The model runs under `torch.inference_mode`; the returned codes are an ordinary tensor.
 
-    window_frames: centre frames per window (default about 30 s); each window adds `receptive_field(config)[0]`
+    window_frames: centre frames per window (default about 30 s); each window adds `receptive_field(model)[0]`
         frames of context per side. progress: True for a tqdm bar, or a callable `(windows_done, windows_total)`.
     """
     n_frames = -(-input_values.shape[-1] // model.config.hop_length)
@@ -122,15 +116,15 @@ def iter_decode(
     window_frames: int | None = None,
     progress: Progress = False,
 ) -> Iterator[torch.Tensor]:
-    """Decode codes (B, n_q, F) window by window, yielding consecutive audio blocks (B, 1, window_frames * hop_length)
+    """Decode codes (B, n_q, F) window by window, yielding consecutive audio blocks (B, window_frames * hop_length)
     (the last one shorter, all computed under `torch.inference_mode`) whose concatenation equals
     `model.decode(audio_codes=audio_codes).audio_values` up to float rounding: a caller can write each block out,
     so the decoded file never has to be held in memory.
 
-    window_frames: centre frames per window (default about 30 s); each window adds `receptive_field(config)[1]`
+    window_frames: centre frames per window (default about 30 s); each window adds `receptive_field(model)[1]`
         frames of context per side. progress: as in `encode_chunked`.
     """
-    hop, context = model.config.hop_length, receptive_field(model.config)[1]
+    hop, context = model.config.hop_length, receptive_field(model)[1]
     n_frames, window = audio_codes.shape[-1], _window_frames(model.config, window_frames)
     for start in _tracked(range(0, n_frames, window), -(-n_frames // window), progress):
         stop = min(start + window, n_frames)
@@ -146,10 +140,10 @@ def decode_chunked(
     window_frames: int | None = None,
     progress: Progress = False,
 ) -> torch.Tensor:
-    """Decode codes (B, n_q, F) into audio (B, 1, F * hop_length) with `iter_decode`, into one preallocated tensor."""
+    """Decode codes (B, n_q, F) into audio (B, F * hop_length) with `iter_decode`, into one preallocated tensor."""
     samples = audio_codes.shape[-1] * model.config.hop_length
     dtype = next(model.parameters()).dtype
-    audio = torch.empty(audio_codes.shape[0], 1, samples, dtype=dtype, device=audio_codes.device)
+    audio = torch.empty(audio_codes.shape[0], samples, dtype=dtype, device=audio_codes.device)
     position = 0
     for block in iter_decode(model, audio_codes, window_frames, progress):
         audio[..., position : position + block.shape[-1]] = block

@@ -119,7 +119,7 @@ def decompress_blocks(model: RvqganModel, data: bytes, identity: str = "", progr
     device = next(model.parameters()).device
 
     def blocks() -> Iterator[np.ndarray]:
-        decoded = (audio[:, 0].cpu().numpy() for audio in iter_decode(model, torch.from_numpy(codes).long().to(device), progress=progress))
+        decoded = (audio.cpu().numpy() for audio in iter_decode(model, torch.from_numpy(codes).long().to(device), progress=progress))
         left = header.original_length
         for block in resampled(decoded, config.sampling_rate, header.sample_rate, header.channels):
             if left > 0 and block.shape[-1]:

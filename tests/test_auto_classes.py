@@ -35,7 +35,8 @@ def test_save_pretrained_writes_remote_code(tmp_path):
     assert config["auto_map"] == {"AutoConfig": "configuration_rvqgan.RvqganConfig", "AutoModel": "modeling_rvqgan.RvqganModel"}
     preprocessor = json.loads((tmp_path / "preprocessor_config.json").read_text())
     assert preprocessor["auto_map"] == {"AutoFeatureExtractor": "feature_extraction_rvqgan.RvqganFeatureExtractor"}
-    for name in ["configuration_rvqgan.py", "modeling_rvqgan.py", "layers_rvqgan.py", "quantizer_rvqgan.py", "feature_extraction_rvqgan.py"]:
+    for name in ["configuration_rvqgan.py", "modeling_rvqgan.py", "layers_rvqgan.py", "inference_rvqgan.py", "kernels_rvqgan.py",
+                 "quantizer_rvqgan.py", "feature_extraction_rvqgan.py"]:
         assert (tmp_path / name).exists(), name
     assert not any(tmp_path.glob("*.bin")) and (tmp_path / "model.safetensors").exists()
 

@@ -4,15 +4,17 @@ import functools
 import os
 import subprocess
 import sys
+import threading
 import warnings
 from pathlib import Path
 
 import pytest
 import torch
 
-from modeling_rvqgan import RvqganConfig, RvqganModel, inference_rvqgan
+from modeling_rvqgan import RvqganConfig, RvqganModel, inference_rvqgan, kernels_rvqgan, layers_rvqgan
 
 from conftest import perturbed, tiny_model
+from rvqgan.chunking import decode_chunked, encode_chunked, receptive_field
 
 RATIOS = [[2, 4, 4], [2, 5], [3, 5, 2]]
 
@@ -77,6 +79,28 @@ def test_padding_masks_equal_the_reference_path(monkeypatch, ratios):
     assert_same(model, audio, padding_mask)
 
 
+@pytest.mark.parametrize("kernel_size, dilations", [(5, (1, 2, 4)), (9, (1, 3, 9))])
+def test_a_changed_block_definition_changes_every_path(monkeypatch, kernel_size, dilations):
+    """Another kernel size and other dilations in `layers_rvqgan`: the reference path, the tiled path (spectral
+    convolutions included) and chunked coding, whose context grows or shrinks with them, agree."""
+    set_tiles(monkeypatch, 0.01)
+    spectral_everywhere(monkeypatch)
+    monkeypatch.setattr(layers_rvqgan, "RESIDUAL_KERNEL_SIZE", kernel_size)
+    monkeypatch.setattr(layers_rvqgan, "DILATIONS", dilations)
+    model = tiny_model()
+    assert model.encoder.block[0].res_unit3.conv1.dilation == (dilations[2],)
+    hop = model.config.hop_length
+    audio = 0.3 * torch.randn(2, 1, 90 * hop + 5, generator=torch.Generator().manual_seed(0))
+    assert_same(model, audio)
+    expected, expected_audio = fast(model, audio)
+    codes = encode_chunked(model, audio, window_frames=7)
+    assert (codes == expected.audio_codes).float().mean() >= 0.999  # but for float ties
+    assert (decode_chunked(model, expected.audio_codes, window_frames=7) - expected_audio).abs().max() <= 1e-4
+    monkeypatch.setattr(layers_rvqgan, "DILATIONS", (1, 3, 9))
+    monkeypatch.setattr(layers_rvqgan, "RESIDUAL_KERNEL_SIZE", 7)
+    assert receptive_field(model) != receptive_field(tiny_model())
+
+
 @pytest.mark.parametrize("kernel, dilation", [(7, 1), (7, 3), (7, 9), (3, 2)])
 def test_spectral_convolution_equals_the_direct_one(kernel, dilation):
     generator = torch.Generator().manual_seed(0)
@@ -84,7 +108,7 @@ def test_spectral_convolution_equals_the_direct_one(kernel, dilation):
     span = (kernel - 1) * dilation
     for length in (span + 1, span + 2, 3 * span + 4, 500):  # one output, a few, and many windows
         hidden_states = torch.randn(2, length, 5, generator=generator)
-        got = inference_rvqgan.spectral_convolution(hidden_states, inference_rvqgan.weight_spectrum(conv), kernel, dilation)
+        got = kernels_rvqgan.spectral_convolution(hidden_states, kernels_rvqgan.weight_spectrum(conv), kernel, dilation)
         expected = torch.nn.functional.conv1d(hidden_states.double().transpose(1, 2), conv.weight.double(), dilation=dilation)
         assert got.shape == (2, length - span, 4)
         assert torch.allclose(got.double(), expected.transpose(1, 2), rtol=0, atol=1e-5)
@@ -134,9 +158,20 @@ def test_spectra_follow_weight_changes(monkeypatch):
     assert_same(model, audio, tolerance=1e-4)
 
 
+def test_spectra_kept_are_bounded(monkeypatch):
+    set_tiles(monkeypatch, 0.01)
+    spectral_everywhere(monkeypatch)
+    monkeypatch.setattr(kernels_rvqgan, "SPECTRA_BYTES", 100_000)
+    model = tiny_model()
+    assert_same(model, 0.3 * torch.randn(1, 1, 1000, generator=torch.Generator().manual_seed(0)))
+    kept = [tensors for _, tensors, _ in kernels_rvqgan._spectra.values()]
+    spectral = [m for m in model.modules() if isinstance(m, torch.nn.Conv1d) and m.kernel_size == (7,)]
+    assert 0 < len(kept) < len(spectral) and sum(t.nbytes for tensors in kept for t in tensors) <= 100_000
+
+
 def test_tiles_in_parallel_threads(monkeypatch):
-    """Tiles run on the intra-op thread count's worth of threads, whose torch ops use one thread; the count is back
-    to what it was afterwards."""
+    """Tiles run on the caller's thread count's worth of threads, whose torch ops use one thread; the caller's count
+    does not change."""
     set_tiles(monkeypatch, 0.01)
     torch.set_num_threads(2)
     threads_inside = []
@@ -188,17 +223,25 @@ def test_snake_kernels_are_compiled_under_autocast_only(monkeypatch):
 def test_snake_is_one_compiled_kernel_equal_to_the_eager_one(input_dtype, dtype, tolerance):
     with warnings.catch_warnings():
         warnings.filterwarnings("error", "Snake activations run unfused")  # a failed compilation falls back to them
-        fused = inference_rvqgan.fused_snake("cpu", input_dtype, dtype)
+        fused = kernels_rvqgan.fused_snake("cpu", input_dtype, dtype)
     assert not isinstance(fused, functools.partial)
     generator = torch.Generator().manual_seed(0)
     alpha = torch.rand(96, generator=generator) + 0.1
-    inverse = (alpha + 1e-9).reciprocal()
+    inverse = layers_rvqgan.inverse_alpha(alpha)
     for rows in (0, 1, 7, 3000):  # any number of rows, with one kernel
         hidden_states = (3 * torch.randn(rows, 96, generator=generator)).to(input_dtype)
         got = fused(hidden_states, alpha, inverse)
-        expected = inference_rvqgan.snake(hidden_states, alpha, inverse, dtype)
+        expected = kernels_rvqgan.snake(hidden_states, alpha, inverse, dtype)
         assert got.dtype == dtype and got.shape == (rows, 96)
         assert torch.allclose(got.float(), expected.float(), rtol=tolerance, atol=tolerance)
+
+
+def test_eager_snake_kernel_equals_the_layers_snake():
+    generator = torch.Generator().manual_seed(0)
+    alpha = torch.rand(96, generator=generator) + 0.1
+    hidden_states = 3 * torch.randn(500, 96, generator=generator)
+    got = kernels_rvqgan.snake(hidden_states, alpha, layers_rvqgan.inverse_alpha(alpha), torch.float32)
+    assert torch.equal(got, layers_rvqgan.snake(hidden_states.T[None], alpha[None, :, None])[0].T)
 
 
 def test_without_a_compiler_snake_runs_unfused_with_a_warning(tmp_path):
@@ -232,10 +275,16 @@ def test_weight_norm_parametrizations_are_used(monkeypatch):
     assert_same(model, 0.3 * torch.randn(1, 1, 1000, generator=torch.Generator().manual_seed(0)), tolerance=1e-4)
 
 
-def test_fast_path_only_in_eval_mode_without_autograd(monkeypatch):
+def tiled_passes(monkeypatch) -> list:
+    """A list that gets an item for every tiled pass (one per encode or decode)."""
     calls = []
     run_tiled = inference_rvqgan.run_tiled
     monkeypatch.setattr(inference_rvqgan, "run_tiled", lambda *args: calls.append(1) or run_tiled(*args))
+    return calls
+
+
+def test_fast_path_only_in_eval_mode_without_autograd(monkeypatch):
+    calls = tiled_passes(monkeypatch)
     model = tiny_model()
     audio = 0.3 * torch.randn(1, 1, 320)
     model.train()
@@ -247,6 +296,67 @@ def test_fast_path_only_in_eval_mode_without_autograd(monkeypatch):
     with torch.no_grad():
         model(audio)
     assert len(calls) == 2  # encoder and decoder
+
+
+def test_inference_backend_setting(monkeypatch):
+    calls = tiled_passes(monkeypatch)
+    model = tiny_model()
+    audio = 0.3 * torch.randn(1, 1, 320)
+    with torch.no_grad():
+        assert model.inference_path("cpu") == "tiled" and model.inference_path("cuda") == "reference"
+        model.set_inference_backend("reference")
+        assert model.inference_path("cpu") == "reference"
+        model(audio)
+        assert not calls
+        model.set_inference_backend("tiled")
+        assert model.inference_path("cuda") == "tiled"
+        model(audio)
+        assert len(calls) == 2
+    assert model.inference_path("cpu") == "reference"  # autograd on
+    with pytest.raises(ValueError, match="backend"):
+        model.set_inference_backend("fast")
+
+
+def test_threads_encoding_at_once_leave_the_thread_count_alone(monkeypatch):
+    """Four Python threads encode at once, on two torch threads each: every thread's count, and the count of threads
+    started during and after, is what it was; each gets the codes it gets alone."""
+    set_tiles(monkeypatch, 0.01)
+    torch.set_num_threads(2)
+    model = tiny_model()
+    inputs = [0.3 * torch.randn(1, 1, 2000 + 100 * i, generator=torch.Generator().manual_seed(i)) for i in range(4)]
+    alone = [fast(model, audio)[0].audio_codes for audio in inputs]
+    start, results, seen = threading.Barrier(4), {}, []
+    run = inference_rvqgan.run
+
+    def run_and_look(*args):  # a thread started while tiles run
+        looking = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))
+        looking.start()
+        looking.join()
+        return run(*args)
+
+    monkeypatch.setattr(inference_rvqgan, "run", run_and_look)
+
+    def encode(i):
+        before = torch.get_num_threads()
+        start.wait()
+        for _ in range(3):
+            codes = fast(model, inputs[i])[0].audio_codes
+        results[i] = before, codes, torch.get_num_threads()
+
+    threads = [threading.Thread(target=encode, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for i in range(4):
+        before, codes, after = results[i]
+        assert before == after == 2 and torch.equal(codes, alone[i])
+    assert len(seen) > 10 and set(seen) == {2} and torch.get_num_threads() == 2
+    later = []
+    thread = threading.Thread(target=lambda: later.append(torch.get_num_threads()))
+    thread.start()
+    thread.join()
+    assert later == [2]
 
 
 def test_bf16_autocast_keeps_codes_and_runs_the_decoder_in_bf16():

@@ -25,11 +25,11 @@ def test_shapes_and_frame_count():
     assert encoded.quantized_representation.shape == (2, 64, 32)
     assert encoded.projected_latents.shape == (2, 4 * 4, 32)
     assert encoded.commitment_loss.dim() == 0 and encoded.commitment_loss > 0
-    assert decoded.audio_values.shape == (2, 1, 32 * HOP)
-    assert output.audio_values.shape == (2, 1, 1000)
+    assert decoded.audio_values.shape == (2, 32 * HOP)
+    assert output.audio_values.shape == (2, 1000)
     assert torch.allclose(output.audio_values, decoded.audio_values[..., :1000], atol=1e-6)
     expected_loss = 0.25 * encoded.commitment_loss + 1.0 * encoded.codebook_loss
-    assert torch.allclose(output.loss, expected_loss)
+    assert torch.allclose(output.loss, expected_loss) and torch.equal(encoded.loss, output.loss)
 
 
 def test_return_dict_false_gives_the_same_tuple():
@@ -39,11 +39,13 @@ def test_return_dict_false_gives_the_same_tuple():
         as_dict = model(audio)
         as_tuple = model(audio, return_dict=False)
         encoded_tuple = model.encode(audio, return_dict=False)
-    assert len(as_tuple) == 7 and len(encoded_tuple) == 5
-    for a, b in zip(as_tuple, as_dict.to_tuple()):
-        assert torch.equal(a, b)
-    assert torch.equal(encoded_tuple[0], as_dict.audio_codes)
-    assert isinstance(model.decode(audio_codes=as_dict.audio_codes, return_dict=False), tuple)
+        (audio_values,) = model.decode(None, as_dict.audio_codes, False)
+    fields = ("loss", "audio_values", "quantized_representation", "audio_codes", "projected_latents")
+    assert len(as_tuple) == 5 and len(encoded_tuple) == 4
+    for a, name in zip(as_tuple, fields):
+        assert torch.equal(a, as_dict[name])
+    assert torch.equal(encoded_tuple[2], as_dict.audio_codes)
+    assert torch.allclose(audio_values[:, :320], as_dict.audio_values, atol=1e-6)
 
 
 def test_decode_from_codes_equals_decode_from_quantized_representation():
@@ -64,13 +66,22 @@ def test_fewer_quantizers_are_a_prefix_of_all_quantizers():
     assert two.shape[1] == 2 and torch.equal(two, full[:, :2])
 
 
-def test_n_quantizers_and_bandwidth_are_honoured_in_train_mode():
+def test_n_quantizers_and_kbps_are_honoured_in_train_mode():
     model = tiny_model().train()
     config = model.config
     kbps = config.n_quantizers_to_kbps(3)
     for _ in range(5):  # dropout is random: it must never interfere
         assert model.encode(noise(4, 1, 320), n_quantizers=2).audio_codes.shape[1] == 2
-        assert model.encode(noise(4, 1, 320), bandwidth=kbps).audio_codes.shape[1] == 3
+        assert model.encode(noise(4, 1, 320), kbps=kbps).audio_codes.shape[1] == 3
+
+
+def test_bandwidth_is_a_deprecated_name_of_kbps():
+    model = tiny_model()
+    kbps = model.config.n_quantizers_to_kbps(3)
+    with torch.no_grad(), pytest.warns(FutureWarning, match="kbps"):
+        old = model.encode(noise(1, 1, 320), bandwidth=kbps).audio_codes
+    with torch.no_grad():
+        assert torch.equal(old, model.encode(noise(1, 1, 320), kbps=kbps).audio_codes)
 
 
 def test_quantizer_dropout_in_train_mode_only_for_the_first_items():
@@ -144,18 +155,18 @@ def test_batched_equals_solo_with_padding_mask(ratios):
     clips = [noise(n, seed=i).numpy() for i, n in enumerate(lengths)]
     batch = extractor(clips, sampling_rate=16000, return_tensors="pt")
     with torch.no_grad():
-        batched = model.encode(batch["input_values"], batch["padding_mask"])
+        batched = model.encode(batch["input_values"], padding_mask=batch["padding_mask"])
         decoded = model.decode(audio_codes=batched.audio_codes, padding_mask=batch["padding_mask"]).audio_values
         for i, clip in enumerate(clips):
             solo_inputs = extractor(clip, sampling_rate=16000, return_tensors="pt")
-            solo = model.encode(solo_inputs["input_values"], solo_inputs["padding_mask"])
+            solo = model.encode(solo_inputs["input_values"], padding_mask=solo_inputs["padding_mask"])
             frames = solo.audio_codes.shape[-1]
             assert frames == -(-lengths[i] // hop)
             same = (batched.audio_codes[i, :, :frames] == solo.audio_codes[0]).float().mean()
             assert same >= 0.999
             solo_audio = model.decode(audio_codes=solo.audio_codes, padding_mask=solo_inputs["padding_mask"]).audio_values
-            assert (decoded[i, :, : lengths[i]] - solo_audio[0, :, : lengths[i]]).abs().max() <= 1e-4
-            assert decoded[i, :, lengths[i]:].abs().sum() == 0
+            assert (decoded[i, : lengths[i]] - solo_audio[0, : lengths[i]]).abs().max() <= 1e-4
+            assert decoded[i, lengths[i]:].abs().sum() == 0
     # without the mask, the padded items would not match: the test can tell
     with torch.no_grad():
         unmasked = model.encode(batch["input_values"]).audio_codes
@@ -182,8 +193,8 @@ def test_batched_equals_solo_on_the_full_44khz_model():
         (lambda m: m.encode(torch.zeros(1, 2, 320)), "batch, 1, samples"),
         (lambda m: m.encode(torch.zeros(1, 1, 320), n_quantizers=5), "between 1 and 4"),
         (lambda m: m.encode(torch.zeros(1, 1, 320), n_quantizers=0), "between 1 and 4"),
-        (lambda m: m.encode(torch.zeros(1, 1, 320), bandwidth=100.0), "out of range"),
-        (lambda m: m.encode(torch.zeros(1, 1, 320), n_quantizers=1, bandwidth=1.0), "not both"),
+        (lambda m: m.encode(torch.zeros(1, 1, 320), kbps=100.0), "out of range"),
+        (lambda m: m.encode(torch.zeros(1, 1, 320), n_quantizers=1, kbps=1.0), "not both"),
         (lambda m: m.decode(), "audio_codes"),
         (lambda m: m.decode(audio_codes=torch.full((1, 2, 3), 64)), r"\[0, 64\)"),
         (lambda m: m.decode(audio_codes=torch.zeros(1, 5, 3, dtype=torch.long)), "1 to 4 codebooks"),

@@ -31,8 +31,8 @@ def assert_same_outputs(ours: RvqganModel, dac: DacModel, audio: torch.Tensor, a
             assert torch.allclose(got.projected_latents, expected.projected_latents, atol=1e-5)
         expected_audio = dac(audio).audio_values
         got_audio = ours(audio).audio_values
-    assert got_audio.shape == (audio.shape[0], 1, audio.shape[-1])
-    assert (got_audio[:, 0] - expected_audio).abs().max() <= audio_tolerance
+    assert got_audio.shape == expected_audio.shape == (audio.shape[0], audio.shape[-1])
+    assert (got_audio - expected_audio).abs().max() <= audio_tolerance
     assert got_audio.abs().max() > 1e-3  # not a silent output
 
 
@@ -54,6 +54,45 @@ def test_full_44khz_matches_dacmodel_on_one_second():
     audio = 0.3 * torch.randn(1, 1, 87 * 512, generator=torch.Generator().manual_seed(2))  # 1.01 s
     assert_same_outputs(ours, dac, audio, 1e-5)
     assert_same_outputs(ours, to_dac(ours), audio, 1e-5)
+
+
+def dacmodel_user_code(model, audio: torch.Tensor) -> dict:
+    """Calls written for transformers' `DacModel`, positional arguments included."""
+    with torch.no_grad():
+        encoded = model.encode(audio)
+        return {
+            "encode": encoded,
+            "encode 2 codebooks": model.encode(audio, 2),
+            "decode codes": model.decode(audio_codes=encoded.audio_codes),
+            "decode quantized_representation": model.decode(encoded.quantized_representation),
+            "forward": model(audio),
+            "encode tuple": model.encode(audio, None, False),
+            "decode tuple": model.decode(encoded.quantized_representation, None, False),
+            "forward tuple": model(audio, return_dict=False),
+        }
+
+
+def assert_close(got: torch.Tensor, expected: torch.Tensor, name: str):
+    if got.dim() == 0:  # our `loss` is the batch's; DacModel's repeats it per item
+        got = got.expand_as(expected)
+    assert got.shape == expected.shape and got.dtype == expected.dtype, name
+    assert torch.allclose(got, expected, atol=1e-5), name
+
+
+def test_code_written_for_dacmodel_runs_unchanged():
+    dac = dac_model(**DAC_FIELDS)
+    audio = 0.3 * torch.randn(2, 1, 32 * 40, generator=torch.Generator().manual_seed(3))
+    expected, got = dacmodel_user_code(dac, audio), dacmodel_user_code(from_dac(dac), audio)
+    for call, output in expected.items():
+        if isinstance(output, tuple):
+            assert isinstance(got[call], tuple) and len(got[call]) == len(output), call
+            for i, (a, b) in enumerate(zip(got[call], output)):
+                assert_close(a, b, f"{call}[{i}]")
+        else:
+            names = list(output.keys())
+            assert list(got[call].keys())[: len(names)] == names, call  # then our extras
+            for name in names:
+                assert_close(got[call][name], output[name], f"{call}.{name}")
 
 
 def test_converter_round_trip_dac_rvqgan_dac_is_bit_identical(tmp_path):
@@ -83,7 +122,7 @@ def test_descript_checkpoint_matches_descript_package(name, tmp_path):
             assert torch.equal(encoded.audio_codes, io["audio_codes" + suffix])
             for key in ("quantized_representation", "projected_latents", "commitment_loss", "codebook_loss"):
                 assert torch.allclose(getattr(encoded, key), io[key + suffix], atol=1e-5), key
-            decoded = model.decode(audio_codes=encoded.audio_codes).audio_values
+            decoded = model.decode(audio_codes=encoded.audio_codes).audio_values[:, None]  # (B, 1, T) as DAC's
             reference = io["audio_values" + suffix]
             hop = model.config.hop_length
             if reference.shape[-1] == audio.shape[-1]:

@@ -58,13 +58,34 @@ def args(setup, output, *extra):
             "--batch-size", "2", "--shard-size", "2", "--keep-columns", "idx", "audio_path", *extra]
 
 
-def launch(argv, processes=2):
+def first_shards_only(write_shard, n: int):
+    """`write_shard` writing each process's first `n` shards and dropping the others: a run that died after them."""
+
+    def write(rows, features, path):
+        if int(path.stem.split("-")[-1]) < n:
+            write_shard(rows, features, path)
+
+    return write
+
+
+CRASHED_AFTER_ONE_SHARD = """
+import sys
+from tests.test_tokenize_dataset import first_shards_only
+from training import tokenize_dataset
+
+tokenize_dataset.write_shard = first_shards_only(tokenize_dataset.write_shard, 1)
+sys.exit(tokenize_dataset.main())
+"""
+
+
+def launch(argv, processes=2, script=("-m", "training.tokenize_dataset")):
     """`accelerate launch` with `processes` CPU processes (torchrun-style: `--multi_gpu` spawns them; without CUDA
     the script makes a gloo group. Accelerate's `--cpu` would run a single process unless mpirun is set up)."""
     command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes),
                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0",
-               "-m", "training.tokenize_dataset", *argv]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "", "HF_DATASETS_OFFLINE": "1"}
+               *script, *argv]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "", "HF_DATASETS_OFFLINE": "1",
+           "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     summary = [line for line in result.stdout.splitlines() if line.startswith("SUMMARY ")]
@@ -90,10 +111,11 @@ def check_complete(setup, output):
 
 def test_two_processes_killed_after_first_shard_resume_without_duplicates(setup, tmp_path):
     output = tmp_path / "codes"
-    first = launch(args(setup, output, "--stop-after-shards", "1"))  # each rank stops as if it had crashed
+    crashed = tmp_path / "crashed.py"
+    crashed.write_text(CRASHED_AFTER_ONE_SHARD)
+    launch(args(setup, output), script=[str(crashed)])  # each rank writes one shard, as if it then crashed
     shards = sorted(output.glob("shard-*.parquet"))
     assert [p.name for p in shards] == ["shard-00000-00000.parquet", "shard-00001-00000.parquet"]
-    assert first["shards_written"] == 2 and first["examples"] == 4 and first["stopped_early"]
     before = {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in shards}
     (output / ".shard-00000-00001.parquet.tmp4242").write_bytes(b"half a shard")  # died while writing
 
@@ -114,11 +136,13 @@ def summary(capsys):
     return json.loads(lines[0][len("SUMMARY "):])
 
 
-def test_streaming_resume_in_process_matches(setup, tmp_path, capsys):
+def test_streaming_resume_in_process_matches(setup, tmp_path, capsys, monkeypatch):
     output = tmp_path / "streamed"
-    assert tokenize_dataset.main(args(setup, output, "--streaming", "--stop-after-shards", "2")) == 0
+    monkeypatch.setattr(tokenize_dataset, "write_shard", first_shards_only(tokenize_dataset.write_shard, 2))
+    assert tokenize_dataset.main(args(setup, output, "--streaming")) == 0
+    monkeypatch.undo()
     first = sorted(output.glob("shard-*.parquet"))
-    assert len(first) == 2 and summary(capsys)["examples"] == 4
+    assert len(first) == 2 and summary(capsys)["examples"] == N_CLIPS
     before = [(p.stat().st_ino, p.stat().st_mtime_ns) for p in first]
     assert tokenize_dataset.main(args(setup, output, "--streaming")) == 0
     resumed = summary(capsys)
@@ -133,13 +157,29 @@ def test_streaming_resume_in_process_matches(setup, tmp_path, capsys):
     check_complete(setup, output)
 
 
-def test_other_settings_are_refused_on_resume(setup, tmp_path):
+def test_other_settings_are_refused_on_resume(setup, tmp_path, monkeypatch):
     output = tmp_path / "codes"
-    assert tokenize_dataset.main(args(setup, output, "--stop-after-shards", "1")) == 0
+    monkeypatch.setattr(tokenize_dataset, "write_shard", first_shards_only(tokenize_dataset.write_shard, 1))
+    assert tokenize_dataset.main(args(setup, output)) == 0
+    monkeypatch.undo()
     with pytest.raises(SystemExit, match="shard_size"):
         tokenize_dataset.main(args(setup, output, "--shard-size", "3"))
     with pytest.raises(SystemExit, match="n_quantizers"):
         tokenize_dataset.main(args(setup, output, "--n-quantizers", "2"))
+    assert len(list(output.glob("shard-*.parquet"))) == 1
+
+
+def test_other_weights_in_the_same_model_folder_are_refused_on_resume(setup, tmp_path, monkeypatch):
+    model_dir, data = setup
+    output, retrained = tmp_path / "codes", tmp_path / "model"
+    tiny_model(sampling_rate=44100).save_pretrained(retrained)
+    argv = args((retrained, data), output)
+    monkeypatch.setattr(tokenize_dataset, "write_shard", first_shards_only(tokenize_dataset.write_shard, 1))
+    assert tokenize_dataset.main(argv) == 0
+    monkeypatch.undo()
+    tiny_model(seed=1, sampling_rate=44100).save_pretrained(retrained)  # the folder now holds other weights
+    with pytest.raises(SystemExit, match="weights"):
+        tokenize_dataset.main(argv)
     assert len(list(output.glob("shard-*.parquet"))) == 1
 
 
@@ -156,3 +196,8 @@ def test_flat_layout_and_default_columns(setup, tmp_path):
         assert len(row["audio_codes"]) == 2 * row["n_frames"]
         path = data / ("speech/s%d.wav" % row["idx"] if row["idx"] % 2 else "m%d.flac" % row["idx"])
         np.testing.assert_array_equal(row["audio_codes"], tokenizer.tokenize(str(path)))
+
+
+def test_the_command_has_no_test_only_options():
+    with pytest.raises(SystemExit):
+        tokenize_dataset.parse_args(["--dataset", "d", "--output", "o", "--stop-after-shards", "1"])

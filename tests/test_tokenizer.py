@@ -142,7 +142,7 @@ def test_detokenize_equals_the_model_round_trip(model, clips):
     decoded = tokenizer.detokenize(tokens)
     inputs = extractor(audio, sampling_rate=rate, return_tensors="pt")
     with torch.no_grad():
-        reference = model.decode(model.encode(inputs["input_values"], n_quantizers=3).audio_codes).audio_values[0, 0]
+        reference = model.decode(audio_codes=model.encode(inputs["input_values"], n_quantizers=3).audio_codes).audio_values[0]
     assert decoded.dtype == np.float32 and decoded.shape == (tokens.shape[1] * 32,)
     np.testing.assert_allclose(decoded, reference.numpy(), atol=1e-5)
     # a batch of different lengths decodes each item as if alone; n_samples trims

@@ -15,9 +15,9 @@ import pytest
 import soundfile as sf
 import torch
 
-from tests.conftest import ALSA_SPEECH, real_audio
 from benchmarks.quality import _write_csv, summarize
-from training.checkpoint import checkpoints
+from conftest import ALSA_SPEECH, real_audio
+from training.checkpoint import checkpoints, save_checkpoint
 from training.config import load_config
 from training.export_default import export
 from training.data import ExcerptStream, Source, loudness, validation_excerpts
@@ -217,6 +217,22 @@ def test_config_overrides_and_errors(tmp_path):
     result = subprocess.run([sys.executable, "-m", "training.train", "--config", TINY, "num_step=3"], cwd=ROOT,
                             capture_output=True, text=True)
     assert result.returncode != 0 and "num_step" in result.stderr
+
+
+def test_keep_checkpoints_must_keep_one(tmp_path):
+    with pytest.raises(ValueError, match="keep_checkpoints"):
+        load_config(TINY, ["keep_checkpoints=0"])
+    module = torch.nn.Linear(1, 1)
+    for step in (1, 2, 3):
+        save_checkpoint(tmp_path, step, {"generator": module}, {}, keep=2)
+    assert [p.name for p in checkpoints(tmp_path)] == ["step-00000002", "step-00000003"]
+    with pytest.raises(ValueError, match="keep"):
+        save_checkpoint(tmp_path, 4, {"generator": module}, {}, keep=0)
+    assert len(checkpoints(tmp_path)) == 2
+
+
+def test_conftest_is_loaded_once():
+    assert "tests.conftest" not in sys.modules  # pytest loads it as `conftest`, as every test module imports it
 
 
 # ----- recipe options and kernels

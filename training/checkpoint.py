@@ -33,7 +33,9 @@ def set_rng_state(state: dict):
 
 def save_checkpoint(directory: Path, step: int, modules: dict, state: dict, keep: int) -> Path:
     """Write `modules` (name -> nn.Module, unwrapped) and `state` (name -> picklable plain values) as checkpoint
-    `step`; delete all but the newest `keep`. Call on the main process only."""
+    `step`; delete all but the newest `keep` (at least 1). Call on the main process only."""
+    if keep < 1:
+        raise ValueError(f"`keep` must be at least 1, got {keep}")
     directory.mkdir(parents=True, exist_ok=True)
     final = directory / f"{PREFIX}{step:08d}"
     for stale in directory.glob(f".{PREFIX}*.tmp"):  # left by a run killed while writing

@@ -52,6 +52,10 @@ class TrainConfig:
     export_every: int | None = None  # also save the generator as a transformers folder every N steps
     audio_samples: int = 8  # validation clips logged as audio and mel spectrograms
 
+    def __post_init__(self):
+        if self.keep_checkpoints < 1:
+            raise ValueError(f"keep_checkpoints must be at least 1 (--resume reads the newest), got {self.keep_checkpoints}")
+
 
 def _build(cls, values: dict, where: str):
     """Dataclass `cls` from a dict, refusing unknown keys with their dotted path."""

@@ -10,12 +10,12 @@ import warnings
 
 import torch
 
-from modeling_rvqgan.layers_rvqgan import Snake1d, snake
+from modeling_rvqgan.layers_rvqgan import Snake1d, inverse_alpha, snake
 
 
 def snake_backward(grad: torch.Tensor, hidden_states: torch.Tensor, alpha: torch.Tensor):
     """Gradients of `snake` for (B, C, T) `grad` and `hidden_states`, (1, C, 1) `alpha`: (grad_x, grad_alpha)."""
-    inverse = (alpha + 1e-9).reciprocal()
+    inverse = inverse_alpha(alpha)
     scaled = alpha * hidden_states
     sin_twice = torch.sin(2 * scaled)
     grad_input = grad * (1 + alpha * inverse * sin_twice)

@@ -12,8 +12,9 @@ Sharding: process `rank` of `world` takes a fixed part of the data (map-style: t
 `Dataset.shard(contiguous=True)`; `--streaming`: `split_dataset_by_node`) and writes it in order as
 `shard-{rank:05d}-{index:05d}.parquet`, shard `index` holding its examples `[index * S, (index + 1) * S)`. Each shard
 is written to a hidden temporary file and renamed when complete, so a shard file is always whole. On restart with the
-same settings (checked against `.rvqgan_tokenize.json`), existing shards are skipped, so no example is written twice
-or dropped; changing `--shard-size` or the number of processes needs a fresh `--output`.
+same settings and model weights (checked against `.rvqgan_tokenize.json`), existing shards are skipped, so no example
+is written twice or dropped and all codes come from one model; changing `--shard-size` or the number of processes
+needs a fresh `--output`.
 
 Each row holds `audio_codes` (int16, `(n_q, T')` for the "codes" layout, see `feature_extraction.layouts`),
 `n_frames` (`T' = ceil(samples_at_model_rate / hop)`) and the kept columns (all non-audio columns by default;
@@ -33,7 +34,7 @@ from pathlib import Path
 MANIFEST = ".rvqgan_tokenize.json"
 # settings that fix which example goes to which shard, or what a shard holds: a restart must match them
 RESUME_KEYS = ("dataset", "data_dir", "name", "split", "streaming", "num_processes", "shard_size", "n_quantizers",
-               "layout", "audio_column", "keep_columns", "model")
+               "layout", "audio_column", "keep_columns", "model", "weights")
 
 
 def parse_args(argv=None):
@@ -56,8 +57,6 @@ def parse_args(argv=None):
     parser.add_argument("--max-batch-seconds", type=float, default=None,
                         help="padded audio per forward pass (default: 120 on CUDA, 2 on CPU)")
     parser.add_argument("--shard-size", type=int, default=1000, help="examples per Parquet shard")
-    parser.add_argument("--stop-after-shards", type=int, default=None,
-                        help="each process stops after writing this many new shards (chunked jobs; crash tests)")
     args = parser.parse_args(argv)
     if args.batch_size < 1 or args.shard_size < 1:
         parser.error("--batch-size and --shard-size must be positive")
@@ -137,7 +136,7 @@ def main(argv=None):
     from tqdm.auto import tqdm
 
     from feature_extraction.tokenizer import AudioTokenizer
-    from rvqgan.models import load_model
+    from rvqgan.models import load_model, weights_digest
 
     # without CUDA, cpu=True makes a torchrun-style launch (`accelerate launch --multi_gpu`) a gloo process group
     state = PartialState(cpu=not torch.cuda.is_available())
@@ -163,7 +162,8 @@ def main(argv=None):
     settings = {"dataset": args.dataset, "data_dir": args.data_dir, "name": args.name, "split": args.split,
                 "streaming": args.streaming, "num_processes": world, "shard_size": args.shard_size,
                 "n_quantizers": tokenizer.n_quantizers, "layout": args.layout, "audio_column": args.audio_column,
-                "keep_columns": keep, "model": args.model, "codebook_size": tokenizer.codebook_size,
+                "keep_columns": keep, "model": args.model, "weights": weights_digest(model),
+                "codebook_size": tokenizer.codebook_size,
                 "sampling_rate": tokenizer.sampling_rate, "hop_length": tokenizer.hop_length,
                 "pad_id": tokenizer.codebook_size if args.layout == "delay" else None}
     manifest = output / MANIFEST
@@ -222,8 +222,6 @@ def main(argv=None):
         frames_done += frames
         bar.update(count)
         bar.set_postfix(hours=f"{frames_done * tokenizer.hop_length / tokenizer.sampling_rate / 3600:.3f}")
-        if args.stop_after_shards is not None and written >= args.stop_after_shards:
-            break
     bar.close()
     elapsed = time.perf_counter() - start
 
@@ -244,8 +242,7 @@ def main(argv=None):
                    "shards_skipped": sum(s["skipped"] for s in stats),
                    "examples": examples, "audio_hours": hours, "tokens": tokens, "seconds": wall,
                    "tokens_per_second": tokens / wall, "audio_seconds_per_second": hours * 3600 / wall,
-                   "output_shards": len(shards), "output_rows": rows_on_disk,
-                   "stopped_early": args.stop_after_shards is not None}
+                   "output_shards": len(shards), "output_rows": rows_on_disk}
         print(f"Tokenized {examples} examples ({hours:.3f} h of audio, {tokens} tokens = {frames} frames x "
               f"{tokenizer.n_quantizers} codebooks) in {wall:.1f} s with {world} process(es): "
               f"{tokens / wall:,.0f} tokens/s, {hours * 3600 / wall:.1f} s of audio/s; "

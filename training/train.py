@@ -184,7 +184,7 @@ class Trainer:
         acc, lambdas = self.accelerator, self.config.lambdas
         adversarial = self.step >= self.config.reconstruction_steps
         out = self.generator(audio)
-        recons = out.audio_values.float()
+        recons = out.audio_values[:, None].float()  # (B, 1, T), as `audio`
 
         if adversarial:
             fmaps = self.discriminator(torch.cat([recons.detach(), audio]))  # one pass over both: fewer, larger convs
@@ -246,7 +246,7 @@ class Trainer:
         rate, scores, tracker = self.model_config.sampling_rate, [], self.accelerator.get_tracker("tensorboard", unwrap=True)
         for i, clip in enumerate(self.validation):
             audio = torch.from_numpy(clip)[None, None].to(self.accelerator.device)
-            recons = generator(audio).audio_values[0, 0].float().cpu().numpy()
+            recons = generator(audio).audio_values[0].float().cpu().numpy()
             scores.append((mel_distance(clip, recons, rate), stft_distance(clip, recons, rate), si_sdr(clip, recons, rate),
                            float(np.abs(clip - recons).mean())))
             if i < self.config.audio_samples:
