@@ -1,5 +1,8 @@
 """Feature extractor for the RVQGAN (Descript Audio Codec) model: raw audio in, padded (B, 1, T) batches out."""
 
+import math
+import numbers
+
 import numpy as np
 import soxr
 from transformers.feature_extraction_sequence_utils import SequenceFeatureExtractor
@@ -10,6 +13,44 @@ from transformers.utils import logging
 logger = logging.get_logger(__name__)
 
 CHANNEL_MODES = ("downmix", "separate")
+
+
+class AudioError(ValueError):
+    """Audio (an array, its sampling rate, or a file) that cannot be coded, with the reason."""
+
+
+def check_rate(value, name: str = "sampling_rate") -> int:
+    """A sampling rate as a positive int: ints and integral floats (44100.0) pass, anything else is refused."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise AudioError(f"`{name}` must be a positive integer number of Hz, got {value!r}")
+    if not (math.isfinite(value) and value > 0 and float(value).is_integer()):
+        raise AudioError(f"`{name}` must be positive and a whole number of Hz, got {value!r}")
+    return int(value)
+
+
+def check_finite(audio: np.ndarray) -> np.ndarray:
+    """`audio` itself, or AudioError for NaN or infinite values."""
+    if not np.isfinite(audio).all():
+        raise AudioError("the audio contains NaN or infinite values")
+    return audio
+
+
+def validate_audio(audio, name: str = "audio") -> np.ndarray:
+    """One item as float32 `(T,)` or `(C, T)`, with integer PCM scaled by dtype; AudioError for anything else,
+    before any copy: other shapes, `(samples, channels)` arrays, no samples, non-numeric values, NaN or inf."""
+    audio = audio.detach().cpu().numpy() if hasattr(audio, "detach") else np.asarray(audio)
+    if audio.dtype.kind not in "iuf":
+        raise AudioError(f"`{name}` must hold real numbers, got dtype {audio.dtype}")
+    if audio.ndim not in (1, 2):
+        raise AudioError(f"`{name}`: expected a (samples,) or (channels, samples) array, got shape {audio.shape}")
+    if audio.size == 0:
+        raise AudioError(f"Empty audio: `{name}` has shape {audio.shape}")
+    if audio.ndim == 2 and audio.shape[0] > audio.shape[1]:
+        raise AudioError(f"`{name}`: expected (channels, samples), got shape {audio.shape}; transpose it")
+    try:
+        return check_finite(_to_float(audio))
+    except AudioError as error:
+        raise AudioError(f"`{name}`: {error}") from None
 
 
 def _to_float(audio: np.ndarray) -> np.ndarray:
@@ -76,15 +117,14 @@ class RvqganFeatureExtractor(SequenceFeatureExtractor):
                 f"assuming the model rate of {self.sampling_rate} Hz. Audio at any other rate is resampled."
             )
             sampling_rate = self.sampling_rate
-        if sampling_rate <= 0:
-            raise ValueError(f"`sampling_rate` must be positive, got {sampling_rate}")
+        sampling_rate = check_rate(sampling_rate)
         if isinstance(raw_audio, (list, tuple)) and len(raw_audio) == 0:
             raise ValueError("Empty audio: got an empty list")
         is_batched = isinstance(raw_audio, (list, tuple)) and np.ndim(raw_audio[0]) > 0
 
         rows, n_channels = [], []
         for audio in raw_audio if is_batched else [raw_audio]:
-            audio = self._validate(audio)
+            audio = validate_audio(audio)
             if audio.ndim == 1:
                 audio = audio[None]
             if channels == "downmix":
@@ -107,21 +147,6 @@ class RvqganFeatureExtractor(SequenceFeatureExtractor):
         if channels == "separate":
             outputs["n_channels"] = np.array(n_channels, dtype=np.int64)
         return BatchFeature(outputs, tensor_type=return_tensors)
-
-    @staticmethod
-    def _validate(audio) -> np.ndarray:
-        """Check one item and return it as float32 `(T,)` or `(C, T)`."""
-        audio = np.asarray(audio)
-        if audio.ndim not in (1, 2):
-            raise ValueError(f"Expected a (samples,) or (channels, samples) array, got shape {audio.shape}")
-        if audio.size == 0:
-            raise ValueError(f"Empty audio: got shape {audio.shape}")
-        if audio.ndim == 2 and audio.shape[0] > audio.shape[1]:
-            raise ValueError(f"Expected (channels, samples), got shape {audio.shape}; transpose it")
-        audio = _to_float(audio)
-        if not np.isfinite(audio).all():
-            raise ValueError("Audio contains NaN or inf values")
-        return audio
 
     def post_process(self, audio_values, padding_mask, n_channels=None, sampling_rate=None) -> list:
         """

@@ -20,7 +20,9 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from .feature_extraction_rvqgan import RvqganFeatureExtractor
+from modeling_rvqgan.loading_rvqgan import first_line
+
+from .feature_extraction_rvqgan import AudioError, RvqganFeatureExtractor, check_rate
 from .layouts import LAYOUTS, from_layout, to_layout
 
 
@@ -28,7 +30,7 @@ def load_audio(value) -> tuple[np.ndarray, int]:
     """One audio cell -> (float32 `(T,)` or `(C, T)` array, sampling rate).
 
     Accepts `{"array", "sampling_rate"}` dicts, torchcodec `AudioDecoder`s (datasets >= 4), `{"path", "bytes"}` dicts
-    (`Audio(decode=False)`), a path string or raw file bytes.
+    (`Audio(decode=False)`), a path string or raw file bytes. Audio that cannot be read: AudioError.
     """
     if isinstance(value, (str, os.PathLike)):
         value = {"path": os.fspath(value), "bytes": None}
@@ -40,20 +42,22 @@ def load_audio(value) -> tuple[np.ndarray, int]:
     if "array" in value and value.get("array") is not None:
         array = value["array"]
         array = array.detach().cpu().numpy() if hasattr(array, "detach") else np.asarray(array)
-        return array, int(value["sampling_rate"])
+        return array, check_rate(value.get("sampling_rate"))
     data, path = value.get("bytes"), value.get("path")
-    if data is not None:
-        audio, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
-    elif path is not None:
-        if os.path.exists(path):
-            audio, rate = sf.read(path, dtype="float32", always_2d=True)
-        else:  # remote (hf://, s3://, https://...): through fsspec
+    if data is None and path is None:
+        raise AudioError(f"Audio cell has neither an array, bytes nor a path: keys {sorted(value)}")
+    name = path or f"{len(data)} bytes of audio"
+    try:
+        if data is None and "://" in path:  # remote (hf://, s3://, https://...): through fsspec
             import fsspec
 
             with fsspec.open(path, "rb") as f:
-                audio, rate = sf.read(io.BytesIO(f.read()), dtype="float32", always_2d=True)
-    else:
-        raise ValueError(f"Audio cell has neither an array, bytes nor a path: keys {sorted(value)}")
+                data = f.read()
+        elif data is None and not os.path.isfile(path):
+            raise AudioError(f"{path}: {'not a regular file' if os.path.exists(path) else 'no such file'}")
+        audio, rate = sf.read(path if data is None else io.BytesIO(data), dtype="float32", always_2d=True)
+    except (sf.SoundFileError, OSError) as error:
+        raise AudioError(f"{name}: unreadable or corrupt audio ({first_line(error)})") from error
     return audio.T, int(rate)  # (C, T)
 
 
@@ -64,8 +68,8 @@ class AudioTokenizer:
     `cuda:rank`).
 
     Args:
-        model (`RvqganModel` or `str`): the codec, or a path / Hub id for `RvqganModel.from_pretrained`. It is put in
-            eval mode.
+        model (`RvqganModel` or `str`): the codec, or a path / Hub id loaded by `modeling_rvqgan.load_pretrained`
+            (weights that do not fit the config are refused). It is put in eval mode.
         n_quantizers (`int`, *optional*): codebooks to keep; all by default.
         kbps (`float`, *optional*): a bitrate instead of `n_quantizers` (the nearest number of codebooks).
         device (`str` or `torch.device`, *optional*): where to run the model; the model's device by default.
@@ -99,19 +103,13 @@ class AudioTokenizer:
         feature_extractor: RvqganFeatureExtractor | None = None,
     ):
         if isinstance(model, (str, os.PathLike)):
-            from modeling_rvqgan import RvqganModel
+            from modeling_rvqgan import RvqganModel, load_pretrained
 
-            model = RvqganModel.from_pretrained(model)
+            model = load_pretrained(RvqganModel, model)
         if layout not in LAYOUTS:
             raise ValueError(f"Unknown layout {layout!r}; expected one of {LAYOUTS}")
-        if n_quantizers is not None and kbps is not None:
-            raise ValueError("Pass either `n_quantizers` or `kbps`, not both.")
         config = model.config
-        if kbps is not None:
-            n_quantizers = config.kbps_to_n_quantizers(kbps)
-        n_quantizers = config.n_codebooks if n_quantizers is None else int(n_quantizers)
-        if not 1 <= n_quantizers <= config.n_codebooks:
-            raise ValueError(f"`n_quantizers` must be in [1, {config.n_codebooks}], got {n_quantizers}")
+        n_quantizers = config.resolve_n_quantizers(n_quantizers, kbps)
         if max_batch_seconds is not None and max_batch_seconds <= 0:
             raise ValueError(f"`max_batch_seconds` must be positive, got {max_batch_seconds}")
         self.model = model.eval()

@@ -3,6 +3,7 @@
 from transformers import AutoConfig, AutoModel
 
 from .configuration_rvqgan import RvqganConfig
+from .loading_rvqgan import ModelLoadError, load_pretrained
 from .modeling_rvqgan import RvqganDecoderOutput, RvqganEncoderOutput, RvqganModel, RvqganOutput, RvqganPreTrainedModel
 
 AutoConfig.register(RvqganConfig.model_type, RvqganConfig, exist_ok=True)
@@ -10,4 +11,7 @@ AutoModel.register(RvqganConfig, RvqganModel, exist_ok=True)
 RvqganConfig.register_for_auto_class()
 RvqganModel.register_for_auto_class("AutoModel")
 
-__all__ = ["RvqganConfig", "RvqganModel", "RvqganPreTrainedModel", "RvqganEncoderOutput", "RvqganDecoderOutput", "RvqganOutput"]
+__all__ = [
+    "RvqganConfig", "RvqganModel", "RvqganPreTrainedModel", "RvqganEncoderOutput", "RvqganDecoderOutput", "RvqganOutput",
+    "ModelLoadError", "load_pretrained",
+]

@@ -1,6 +1,7 @@
 """Configuration of the Improved RVQGAN codec (the Descript Audio Codec architecture)."""
 
 import math
+import numbers
 
 from transformers import PreTrainedConfig
 
@@ -114,6 +115,23 @@ class RvqganConfig(PreTrainedConfig):
                 f"in steps of {per_codebook:.3f} kbps (1 to {self.n_codebooks} codebooks)."
             )
         return min(self.n_codebooks, max(1, round(kbps / per_codebook)))
+
+    def resolve_n_quantizers(self, n_quantizers: int | None = None, kbps: float | None = None) -> int:
+        """The codebooks to code with: `n_quantizers`, the nearest to `kbps`, or all; ValueError for both, or a
+        value out of range or of another type."""
+        if n_quantizers is not None and kbps is not None:
+            raise ValueError("Pass either `n_quantizers` or `kbps`, not both.")
+        if kbps is not None:
+            if isinstance(kbps, bool) or not isinstance(kbps, numbers.Real):
+                raise ValueError(f"`kbps` must be a number, got {kbps!r}")
+            return self.kbps_to_n_quantizers(kbps)
+        if n_quantizers is None:
+            return self.n_codebooks
+        if isinstance(n_quantizers, bool) or not isinstance(n_quantizers, numbers.Integral):
+            raise ValueError(f"`n_quantizers` must be an integer, got {n_quantizers!r}")
+        if not 1 <= n_quantizers <= self.n_codebooks:
+            raise ValueError(f"`n_quantizers` must be in [1, {self.n_codebooks}], got {n_quantizers}")
+        return int(n_quantizers)
 
 
 __all__ = ["RvqganConfig"]

@@ -15,6 +15,7 @@ import torch
 from transformers import DacConfig, DacFeatureExtractor, DacModel
 
 from .configuration_rvqgan import RvqganConfig
+from .loading_rvqgan import ModelLoadError, first_line, load_pretrained
 from .modeling_rvqgan import RvqganModel
 
 # fields RvqganConfig shares with DacConfig
@@ -83,22 +84,31 @@ def load_strict(model: torch.nn.Module, state_dict: dict, source: str):
     unknown = sorted(set(state_dict) - set(expected))
     wrong = sorted(k for k in set(expected) & set(state_dict) if expected[k].shape != state_dict[k].shape)
     if missing or unknown or wrong:
-        raise ValueError(
+        raise ModelLoadError(
             f"{source} does not match the model: missing keys {missing}, unknown keys {unknown}, wrong shapes {wrong}."
         )
     model.load_state_dict(state_dict)
 
 
 def from_descript(path: str | Path) -> RvqganModel:
-    """An official DAC checkpoint (`{"state_dict", "metadata": {"kwargs"}}`) as an RvqganModel. Never unpickles code."""
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    """An official DAC checkpoint (`{"state_dict", "metadata": {"kwargs"}}`) as an RvqganModel. Never unpickles code;
+    anything else is a ModelLoadError naming the file."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # UnpicklingError (code, garbage), RuntimeError (a truncated zip), OSError, EOFError
+        raise ModelLoadError(f"{path}: not a readable PyTorch checkpoint ({first_line(error)})") from error
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "kwargs" not in checkpoint.get("metadata", {}):
-        raise ValueError(f"{path} is not a DAC checkpoint: expected a dict with 'state_dict' and 'metadata' -> 'kwargs'.")
-    config = config_from_descript(checkpoint["metadata"]["kwargs"])
-    n_blocks = len(config.downsampling_ratios)
-    state_dict = {descript_key(k, n_blocks): v for k, v in fold_weight_norm(checkpoint["state_dict"]).items()}
-    model = RvqganModel(config)
-    load_strict(model, state_dict, str(path))
+        raise ModelLoadError(f"{path} is not a DAC checkpoint: expected a dict with 'state_dict' and 'metadata' -> 'kwargs'.")
+    try:
+        config = config_from_descript(checkpoint["metadata"]["kwargs"])
+        n_blocks = len(config.downsampling_ratios)
+        state_dict = {descript_key(k, n_blocks): v for k, v in fold_weight_norm(checkpoint["state_dict"]).items()}
+        model = RvqganModel(config)
+        load_strict(model, state_dict, str(path))
+    except ModelLoadError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, RuntimeError) as error:  # malformed contents
+        raise ModelLoadError(f"{path} is not a DAC checkpoint ({type(error).__name__}: {first_line(error)})") from error
     return model.eval()
 
 
@@ -139,13 +149,15 @@ def main(argv=None):
     parser.add_argument("input", help="a DAC .pth file, or a model directory")
     parser.add_argument("output", help="the directory to write")
     args = parser.parse_args(argv)
+    if Path(args.output).resolve() == Path(args.input).resolve():
+        sys.exit(f"error: {args.output}: is the input and would be written over")
     try:
         if args.source == "descript":
             save_rvqgan(from_descript(args.input), args.output)
         elif args.source == "dac":
-            save_rvqgan(from_dac(DacModel.from_pretrained(args.input)), args.output)
+            save_rvqgan(from_dac(load_pretrained(DacModel, args.input)), args.output)
         else:
-            save_dac(to_dac(RvqganModel.from_pretrained(args.input)), args.output)
+            save_dac(to_dac(load_pretrained(RvqganModel, args.input)), args.output)
     except (ValueError, OSError) as error:
         sys.exit(f"error: {error}")
     print(f"wrote {args.output}")

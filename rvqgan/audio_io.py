@@ -4,6 +4,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -11,9 +12,13 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from feature_extraction import AudioError
+from feature_extraction.feature_extraction_rvqgan import check_finite
+from modeling_rvqgan.loading_rvqgan import first_line
 
-class AudioFileError(ValueError):
-    """An audio file that cannot be read or written, with the reason."""
+
+class AudioFileError(AudioError):
+    """A file that cannot be read or written, with its name and the reason."""
 
 
 BLOCK_SECONDS = 10.0  # audio read or written at a time
@@ -23,7 +28,7 @@ BLOCK_SECONDS = 10.0  # audio read or written at a time
 def open_audio(path: str | Path) -> Iterator[sf.SoundFile]:
     """Open a file for reading: with soundfile for wav/flac/ogg/mp3/opus, else as a float WAV decoded by ffmpeg
     into a temporary folder that lasts as long as the context."""
-    path = Path(path)
+    path = check_regular(path)
     try:
         file = sf.SoundFile(path)
     except sf.LibsndfileError as error:
@@ -48,10 +53,8 @@ def iter_blocks(file: sf.SoundFile) -> Iterator[np.ndarray]:
     empty = True
     try:
         for block in file.blocks(max(1, round(BLOCK_SECONDS * file.samplerate)), dtype="float32", always_2d=True):
-            if not np.isfinite(block).all():
-                raise AudioFileError("the audio contains NaN or infinite values")
             empty = False
-            yield np.ascontiguousarray(block.T)
+            yield np.ascontiguousarray(check_finite(block).T)
     except sf.LibsndfileError as error:
         raise AudioFileError(f"unreadable or corrupt audio ({error})") from None
     if empty:
@@ -63,7 +66,7 @@ def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
     with open_audio(path) as file:
         try:
             return np.concatenate(list(iter_blocks(file)), axis=1), file.samplerate
-        except AudioFileError as error:
+        except AudioError as error:
             raise AudioFileError(f"{path}: {error}") from None
 
 
@@ -80,24 +83,39 @@ def _decode_with_ffmpeg(path: Path, soundfile_error: Exception, wav: Path) -> Pa
     return wav
 
 
+def check_regular(path: str | Path) -> Path:
+    """`path`, or AudioFileError for a missing path or anything but a regular file (a FIFO or a device would block
+    or never end)."""
+    path = Path(path)
+    if not path.exists():
+        raise AudioFileError(f"{path}: no such file")
+    if not path.is_file():
+        raise AudioFileError(f"{path}: not a regular file")
+    return path
+
+
 def refuse_existing(path: Path, force: bool):
     if path.exists() and not force:
         raise AudioFileError(f"{path}: exists (use --force to overwrite)")
 
 
 def write_atomically(path: str | Path, write, force: bool = False):
-    """Call `write(temporary_path)` and move the result to `path` only once it is complete."""
+    """Call `write(temporary_path)` and move the result to `path` only once it is complete; the temporary file is
+    created as `open` would create `path` (0666 less the umask) and removed whatever happens. A failing write
+    (disk full, file-size limit) is an AudioFileError."""
     path = Path(path)
     refuse_existing(path, force)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    os.close(handle)
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}{path.suffix}")
     try:
-        write(temporary)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        write(str(temporary))
         os.replace(temporary, path)
+    except (OSError, sf.SoundFileError, AssertionError) as error:  # soundfile asserts that a write was complete
+        reason = getattr(error, "strerror", None) or (first_line(error) if str(error) else "incomplete write")
+        raise AudioFileError(f"{path}: cannot write it ({reason})") from error
     finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
+        temporary.unlink(missing_ok=True)
 
 
 def write_audio(path: str | Path, blocks: Iterable[np.ndarray], rate: int, channels: int, force: bool = False):

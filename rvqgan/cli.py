@@ -13,7 +13,7 @@ from pathlib import Path
 import transformers
 from tqdm.auto import tqdm
 
-from .audio_io import AudioFileError, iter_blocks, open_audio, refuse_existing, write_atomically, write_audio
+from .audio_io import AudioFileError, check_regular, iter_blocks, open_audio, refuse_existing, write_atomically, write_audio
 from .codec import compress_blocks, decompress_blocks
 from .container import RvqFormatError, read
 from .models import load_model
@@ -21,27 +21,42 @@ from .models import load_model
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".mp3", ".opus", ".m4a", ".aac", ".aif", ".aiff", ".webm", ".mka"}
 
 
-def find_inputs(paths: list[str], suffixes: set[str], out: Path, new_suffix: str) -> list[tuple[Path, Path]]:
-    """(input, output) pairs: files map to OUT/name, directories are searched recursively and mirrored under OUT."""
+def find_inputs(paths: list[str], suffixes: set[str], out: Path, new_suffix: str, kind: str) -> list[tuple[Path, Path]]:
+    """(input, output) pairs: files map to OUT/name, directories are searched recursively and mirrored under OUT.
+    AudioFileError, before any work, for an OUT that is not a folder, a folder without `kind` files, or an output
+    that is an input of the command or the output of another input."""
+    if out.exists() and not out.is_dir():
+        raise AudioFileError(f"{out}: the output must be a folder")
     pairs = []
     for path in map(Path, paths):
         if path.is_dir():
             files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
+            if not files:
+                raise AudioFileError(f"{path}: the folder holds no {kind} files")
             pairs += [(f, out / path.name / f.relative_to(path).with_suffix(new_suffix)) for f in files]
         else:
             pairs.append((path, out / path.with_suffix(new_suffix).name))
+    sources, targets = {source.resolve() for source, _ in pairs}, {}
+    for source, target in pairs:
+        if target.resolve() in sources:
+            raise AudioFileError(f"{target}: is an input of this command and would be written over")
+        if target.resolve() in targets:
+            raise AudioFileError(f"{target}: both {targets[target.resolve()]} and {source} would be written to it")
+        targets[target.resolve()] = source
     return pairs
 
 
 def encode(args) -> int:
+    pairs = find_inputs(args.inputs, AUDIO_SUFFIXES, Path(args.output), ".rvq", "audio")
     model, identity = load_model(args.model, args.device)
+    n_quantizers = model.config.resolve_n_quantizers(args.n_quantizers, args.kbps)
     failures = 0
-    for source, target in tqdm(find_inputs(args.inputs, AUDIO_SUFFIXES, Path(args.output), ".rvq"), disable=args.quiet, unit="file"):
+    for source, target in tqdm(pairs, disable=args.quiet, unit="file"):
         try:
             refuse_existing(target, args.force)  # before the work
             with open_audio(source) as file:
                 data = compress_blocks(model, lambda: iter_blocks(file), file.samplerate, file.channels,
-                                       file.frames / file.samplerate, args.n_quantizers, args.kbps, not args.no_entropy,
+                                       file.frames / file.samplerate, n_quantizers, None, not args.no_entropy,
                                        not args.no_normalize, identity, not args.quiet)
             write_atomically(target, lambda tmp: Path(tmp).write_bytes(data), args.force)
         except (AudioFileError, RvqFormatError, ValueError) as error:
@@ -50,9 +65,10 @@ def encode(args) -> int:
 
 
 def decode(args) -> int:
+    pairs = find_inputs(args.inputs, {".rvq"}, Path(args.output), f".{args.format}", ".rvq")
     model, identity = load_model(args.model, args.device)
     failures = 0
-    for source, target in tqdm(find_inputs(args.inputs, {".rvq"}, Path(args.output), f".{args.format}"), disable=args.quiet, unit="file"):
+    for source, target in tqdm(pairs, disable=args.quiet, unit="file"):
         try:
             header, blocks = decompress_blocks(model, read_bytes(source), identity=identity, progress=not args.quiet)
             write_audio(target, blocks, header.sample_rate, header.channels, args.force)
@@ -79,7 +95,7 @@ def info(args) -> int:
 
 def read_bytes(path: Path) -> bytes:
     try:
-        return path.read_bytes()
+        return check_regular(path).read_bytes()
     except OSError as error:
         raise AudioFileError(f"{path}: {error.strerror}") from None
 
@@ -126,6 +142,9 @@ def main(argv=None) -> int:
     except (OSError, ValueError) as error:  # e.g. a model that cannot be loaded
         print(f"rvqgan: error: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # the temporary file of the output being written is already removed
+        print("rvqgan: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -8,11 +8,13 @@ import soxr
 import torch
 from tqdm.auto import tqdm
 
+from feature_extraction import AudioError, check_rate, validate_audio
 from modeling_rvqgan import RvqganModel
 
 from .chunking import encode_stream, iter_decode
-from .container import RvqFormatError, RvqHeader, read, write
+from .container import MAX_SAMPLE_RATE, RvqFormatError, RvqHeader, check_span, read, write
 from .loudness import LoudnessMeter, apply_gain
+from .models import model_identity
 
 
 def resampled(blocks: Iterable[np.ndarray], in_rate: int, out_rate: int, channels: int) -> Iterator[np.ndarray]:
@@ -36,15 +38,16 @@ def compress_blocks(
     kbps: float | None = None,
     entropy: bool = True,
     normalize: bool = True,
-    identity: str = "",
+    identity: str | None = None,
     progress: bool = False,
 ) -> bytes:
     """Compress audio read as float32 `(channels, n)` blocks from `blocks()` (called twice when `normalize`: once
     to measure, once to encode) into `.rvq` bytes, holding a few blocks at a time. `seconds`: the duration, for the
     progress bar. Otherwise as `compress`."""
     config = model.config
-    if kbps is not None:
-        n_quantizers = config.kbps_to_n_quantizers(kbps)
+    n_quantizers = config.resolve_n_quantizers(n_quantizers, kbps)
+    if check_rate(sampling_rate) > MAX_SAMPLE_RATE:
+        raise AudioError(f"a sampling rate of {sampling_rate} Hz is above the {MAX_SAMPLE_RATE} Hz of .rvq files")
     gain_db = 0.0
     if normalize:  # measured at the model rate, where DAC measures it
         meter = LoudnessMeter(config.sampling_rate, channels)
@@ -69,7 +72,7 @@ def compress_blocks(
             bar.update(window.shape[-1] / config.frame_rate)
     codes = torch.cat(chunks, -1)
     header = RvqHeader(
-        model_id=identity,
+        model_id=model_identity(model) if identity is None else identity,
         sample_rate=sampling_rate,
         channels=channels,
         original_length=length,
@@ -90,32 +93,36 @@ def compress(
     kbps: float | None = None,
     entropy: bool = True,
     normalize: bool = True,
-    identity: str = "",
+    identity: str | None = None,
     progress: bool = False,
 ) -> bytes:
     """Compress `(channels, samples)` or `(samples,)` audio at any rate into `.rvq` bytes.
 
     Each channel is coded as its own stream at the model's rate, normalised to -16 LUFS first when `normalize`
-    (the gain is undone by `decompress`). `kbps` picks the nearest number of codebooks; default: all.
-    `identity` names the model (see `models.load_model`); `decompress` refuses a file made by another model.
+    (the gain is undone by `decompress`). `kbps` picks the nearest number of codebooks; default: all. Integer PCM
+    is scaled by its dtype (int16 / 32768). Bad audio, rates or settings raise ValueError (`AudioError` for the
+    audio) before any work. `identity` names the model (default: `models.model_identity(model)`); `decompress`
+    refuses a file made by another model.
     """
-    audio = np.asarray(audio, dtype=np.float32)
+    audio = validate_audio(audio)
     audio = audio[None] if audio.ndim == 1 else audio
-    if audio.ndim != 2:
-        raise ValueError(f"Expected (channels, samples) or (samples,) audio, got shape {audio.shape}")
+    sampling_rate = check_rate(sampling_rate)
     return compress_blocks(model, lambda: [audio], sampling_rate, audio.shape[0], audio.shape[-1] / sampling_rate,
                            n_quantizers, kbps, entropy, normalize, identity, progress)
 
 
-def decompress_blocks(model: RvqganModel, data: bytes, identity: str = "", progress: bool = False) -> tuple[RvqHeader, Iterator[np.ndarray]]:
+def decompress_blocks(model: RvqganModel, data: bytes, identity: str | None = None, progress: bool = False) -> tuple[RvqHeader, Iterator[np.ndarray]]:
     """`.rvq` bytes -> the header, and the audio as consecutive float32 `(channels, n)` blocks at the original rate
-    (together exactly the original length), decoded as they are read."""
+    (together exactly the original length), decoded as they are read. Every header field is checked before any
+    audio is made: RvqFormatError."""
     header, codes = read(data)
-    if identity and header.model_id.split("@")[-1] != identity.split("@")[-1]:
+    identity = model_identity(model) if identity is None else identity
+    if header.model_id.split("@")[-1] != identity.split("@")[-1]:
         raise RvqFormatError(f"made by model {header.model_id!r}, not by {identity!r}: decode it with --model {header.model_id.split('@')[0]}")
     config = model.config
     if header.bits != config.bits_per_codebook or header.n_q > config.n_codebooks:
         raise RvqFormatError(f"{header.n_q} codebooks of {header.bits} bits do not fit this model")
+    check_span(header, config.hop_length * header.sample_rate / config.sampling_rate)
     device = next(model.parameters()).device
 
     def blocks() -> Iterator[np.ndarray]:
@@ -131,7 +138,7 @@ def decompress_blocks(model: RvqganModel, data: bytes, identity: str = "", progr
     return header, blocks()
 
 
-def decompress(model: RvqganModel, data: bytes, identity: str = "", progress: bool = False) -> tuple[np.ndarray, int]:
+def decompress(model: RvqganModel, data: bytes, identity: str | None = None, progress: bool = False) -> tuple[np.ndarray, int]:
     """`.rvq` bytes -> float32 `(channels, samples)` audio at the original rate and exact length, and that rate."""
     header, blocks = decompress_blocks(model, data, identity, progress)
     return np.concatenate(list(blocks), axis=1), header.sample_rate

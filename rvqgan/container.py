@@ -19,6 +19,8 @@ from .entropy import MAX_BITS, entropy_decode, entropy_encode, pack_bits, unpack
 MAGIC = b"RVQ\x00"
 FORMAT_VERSION = 1
 MAX_CODES = 1 << 27  # refuse more before allocating: 1 GiB of int64, 48 h of 9 codebooks at 86 Hz
+MAX_SAMPLE_RATE = 768_000
+MAX_GAIN_DB = 120.0  # loudness normalisation stays far within; more would only turn noise into overflow
 _PREFIX = struct.Struct("<4sB")  # magic, version
 # channels, sample_rate, original_length, n_q, bits, frames, gain_db, flags, id_len
 _FIELDS = struct.Struct("<HIQBBIfBB")
@@ -54,7 +56,7 @@ class RvqHeader:
 
 def _problem(header: RvqHeader) -> str | None:
     """What is wrong with a header's fields, or None."""
-    limits = {"channels": (1, 0xFFFF), "sample_rate": (1, 0xFFFFFFFF), "original_length": (0, (1 << 64) - 1),
+    limits = {"channels": (1, 0xFFFF), "sample_rate": (1, MAX_SAMPLE_RATE), "original_length": (1, (1 << 64) - 1),
               "n_q": (1, 0xFF), "frames": (0, 0xFFFFFFFF)}
     for name, (low, high) in limits.items():
         if not low <= getattr(header, name) <= high:
@@ -63,6 +65,8 @@ def _problem(header: RvqHeader) -> str | None:
         return f"bits per code must be in [1, {MAX_BITS}], got {header.bits}"
     if not math.isfinite(header.gain_db):
         return f"gain_db = {header.gain_db} is not finite"
+    if abs(header.gain_db) > MAX_GAIN_DB:
+        return f"gain_db = {header.gain_db:g} is out of range [-{MAX_GAIN_DB:g}, {MAX_GAIN_DB:g}]"
     if len(header.model_id.encode()) > 255:
         return "model identity is longer than 255 bytes"
     if header.channels * header.n_q * header.frames > MAX_CODES:
@@ -86,6 +90,15 @@ def write(header: RvqHeader, codes) -> bytes:
               header.gain_db, _ENTROPY_CODED * header.entropy_coded, len(model_id))
     body = _PREFIX.pack(MAGIC, FORMAT_VERSION) + _FIELDS.pack(*fields) + model_id + _U32.pack(len(payload)) + payload
     return body + _U32.pack(zlib.crc32(body))
+
+
+def check_span(header: RvqHeader, frame_samples: float) -> None:
+    """RvqFormatError unless `original_length` fits `frames` frames of `frame_samples` samples at the original rate,
+    give or take the frame that resampling can add or take."""
+    span = (header.frames - 2) * frame_samples < header.original_length <= (header.frames + 1) * frame_samples
+    if header.frames == 0 or not span:
+        raise RvqFormatError(f"original_length = {header.original_length} samples does not fit {header.frames} frames "
+                             f"of {frame_samples:g} samples")
 
 
 def _need(data: bytes, end: int) -> None:

@@ -5,21 +5,34 @@ from pathlib import Path
 
 import torch
 
-from modeling_rvqgan import RvqganModel
+from modeling_rvqgan import RvqganModel, load_pretrained
+from modeling_rvqgan.loading_rvqgan import first_line
 
 DEFAULT_MODEL = Path(__file__).with_name("default_model")  # package data: the shipped 44.1 kHz model
 
 
 def load_model(name_or_path: str | None = None, device: str = "cpu") -> tuple[RvqganModel, str]:
-    """The model in eval mode and its identity, `"<name>@sha256:<digest of the weights>"`, which `.rvq` files record.
+    """The model in eval mode and its identity (`model_identity`), which `.rvq` files record.
 
     Without a name: the default model shipped inside the package (`rvqgan/default_model`), named `default`.
+    Weights that do not fit the config are refused (`modeling_rvqgan.load_pretrained`): ModelLoadError naming the
+    model; a device that cannot be used: ValueError.
     """
-    if name_or_path is None:
-        model, name = RvqganModel.from_pretrained(DEFAULT_MODEL), "default"
-    else:
-        model, name = RvqganModel.from_pretrained(name_or_path), str(name_or_path)
-    return model.eval().to(device), f"{name}@sha256:{weights_digest(model)}"
+    model = load_pretrained(RvqganModel, DEFAULT_MODEL if name_or_path is None else name_or_path).eval()
+    identity = model_identity(model)
+    try:
+        return model.to(torch.device(device)), identity
+    except (RuntimeError, AssertionError, TypeError) as error:  # an unknown device, or no CUDA here
+        raise ValueError(f"device {device!r} cannot be used: {first_line(error)}") from error
+
+
+def model_identity(model: RvqganModel) -> str:
+    """`"<name>@sha256:<digest of the weights>"`: the name it was loaded by (`default` for the default model,
+    `unsaved` for a model built in memory) and `weights_digest`."""
+    name = model.name_or_path or "unsaved"
+    if Path(name) == DEFAULT_MODEL:
+        name = "default"
+    return f"{name}@sha256:{weights_digest(model)}"
 
 
 def weights_digest(model: torch.nn.Module) -> str:

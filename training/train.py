@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from evaluation.metrics import mel_distance, si_sdr, stft_distance
 from feature_extraction import RvqganFeatureExtractor
-from modeling_rvqgan import RvqganConfig, RvqganModel
+from modeling_rvqgan import RvqganConfig, RvqganModel, load_pretrained
 
 from .checkpoint import checkpoints, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .config import TrainConfig, load_config
@@ -40,7 +40,7 @@ from .snake import use_fused_snake
 def build_generator(config: TrainConfig) -> RvqganModel:
     """A new generator from `config.model`, or the weights of `config.init_from` (fine-tuning), with weight norm."""
     if config.init_from:
-        model = RvqganModel.from_pretrained(config.init_from)
+        model = load_pretrained(RvqganModel, config.init_from)
     else:
         fields = dict(config.model)
         preset = fields.pop("preset", None)
