@@ -14,7 +14,7 @@ compared with the measured peak of a 2048 x 2048 float32 or bf16 matrix product 
 Checks, on the last repeat: codes identical to DacModel fp32's (%), largest |audio difference| between decoding
 DacModel's codes with both models; for bf16, codes identical to rvqgan fp32's and the mel distance
 (`evaluation.metrics.mel_distance`) of the bf16 decode against the fp32 decode of the same codes.
-With `--clips DIR` (e.g. the set of `benchmarks.make_eval_set`), the same bf16 checks on every audio file in it, mixed
+With `--clips DIR` (e.g. the set of `evaluation.make_eval_set`), the same bf16 checks on every audio file in it, mixed
 to mono and resampled to 44.1 kHz.
 """
 

@@ -15,8 +15,7 @@ scripts/system-packages.sh espeak-ng asterisk-core-sounds-{en,fr,es}-g722 frozen
 scripts/setup.sh train
 mkdir -p "$home/data"
 ln -sfn "$home/data" data   # the config's data/default/... paths (data/ is git-ignored)
-[ -d data/default/train ] || .venv/bin/python -m training.make_default_data --out data/default
-[ -d data/default/validation ] || .venv/bin/python -m benchmarks.make_eval_set --out data/default/validation
+[ -d data/default/selection ] || .venv/bin/python -m training.make_default_data --out data/default
 # a new machine, without the run: continue from the weights shipped in the package (fresh optimizer state)
 init=()
 if ! ls -d "$home/runs/default/checkpoints/step-"* >/dev/null 2>&1 && [ -f rvqgan/default_model/model.safetensors ]; then

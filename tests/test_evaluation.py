@@ -221,7 +221,7 @@ def test_quality_report_renders_table_csv_and_plots(tmp_path):
 
 
 def test_make_eval_set_writes_clips_and_licenses(tmp_path):
-    from benchmarks.make_eval_set import CLIPS, build
+    from evaluation.make_eval_set import CLIPS, build
 
     for paths in CLIPS.values():
         real_audio(paths[0])

@@ -292,3 +292,70 @@ def test_one_discriminator_pass_over_fake_and_real_equals_two():
             for a, b in zip(maps_one, maps_two, strict=True):
                 torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(discriminator_loss(*one), discriminator_loss(*two))
+
+
+def test_resume_on_another_validation_set_chooses_best_afresh(tmp_path, speech_and_music):
+    args = [f"output_dir={tmp_path}", sources_override(speech_and_music), "data.validation_duration=0.5"]
+    trainer = Trainer(load_config(TINY, args + [f"data.validation=[{{dataset: {speech_and_music / 'speech'}}}]"]))
+    trainer.best = 1.5
+    trainer.save_checkpoint()
+    same = Trainer(load_config(TINY, args + [f"data.validation=[{{dataset: {speech_and_music / 'speech'}}}]"]), resume=True)
+    other = Trainer(load_config(TINY, args + [f"data.validation=[{{dataset: {speech_and_music / 'music'}}}]"]), resume=True)
+    assert same.best == 1.5 and other.best == math.inf
+
+
+def test_selection_recordings_are_held_out_of_training(tmp_path):
+    from training.make_default_data import SELECTION, SELECTION_SECONDS, hold_out, recording
+
+    rate = 8000
+    for copy in ("a", "b"):
+        for category, recordings in (("speech", 9), ("music", 3)):
+            (tmp_path / copy / "train" / category).mkdir(parents=True)
+            for r in range(recordings):  # r % 3 segments, the second one long enough for selection
+                for k, seconds in enumerate([1.0, SELECTION_SECONDS + 0.5, 2.0][: 1 + r % 3]):
+                    name = tmp_path / copy / "train" / category / f"src-{category}{r}-{k}.flac"
+                    sf.write(name, np.full(int(seconds * rate), 0.1), rate)
+    kept, again = (hold_out(tmp_path / copy / "train", tmp_path / copy / "selection") for copy in ("a", "b"))
+    assert [p.relative_to(tmp_path / "a") for p in kept] == [p.relative_to(tmp_path / "b") for p in again]
+    held = {(p.parent.name, recording(p.stem)) for p in kept}
+    left = {(p.parent.name, recording(p.stem)) for p in (tmp_path / "a" / "train").rglob("*.flac")}
+    assert len(kept) == len(held) and not held & left  # one segment of each, nothing of them left to train on
+    assert all(sf.info(p).duration >= SELECTION_SECONDS and p.stem.endswith("-1") for p in kept)
+    eligible = {"speech": 6, "music": 2}  # recordings with a second segment
+    assert {c: sum(h[0] == c for h in held) for c in eligible} == {c: min(SELECTION, n) for c, n in eligible.items()}
+    assert len(left) == 9 + 3 - len(held)
+
+
+def test_training_record_scores_only_the_current_validation_clips(tmp_path):
+    from training.export_default import training_record
+
+    rows = [{"step": 250, "val/mel": 3.0}, {"step": 500, "val/mel": 2.0, "val/clips": "aa"},
+            {"step": 750, "val/mel": 1.5, "val/clips": "aa"}]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps({**r, "val/stft": 1, "val/si_sdr": 0}) + "\n" for r in rows))
+    record = training_record(tmp_path, Path(TINY), 750)
+    assert "| 500 | 2.000 |" in record and "| 750 | 1.500 |" in record and "| 250 |" not in record
+    assert "changed its validation clips after step 250" in record
+
+
+def test_moving_average_is_validated_exported_and_resumed(tmp_path, speech_and_music):
+    from modeling_rvqgan import RvqganModel
+
+    args = [f"output_dir={tmp_path}", sources_override(speech_and_music), "data.validation_duration=0.5",
+            "ema_decay=0.5", "num_steps=2", "validate_every=1", "checkpoint_every=1", "reconstruction_steps=2"]
+    trainer = Trainer(load_config(TINY, args))
+    weights = [[p.detach().clone() for p in trainer.generator.parameters()]]
+    for _ in range(2):  # the loop's steps, one at a time, to see each step's weights
+        trainer.config.num_steps = trainer.step + 1
+        trainer.train()
+        weights.append([p.detach().clone() for p in trainer.generator.parameters()])
+    # the average: the weights after step 1, then halfway to those after step 2
+    for first, second, averaged in zip(weights[1], weights[2], trainer.ema.module.parameters()):
+        torch.testing.assert_close(averaged, (first + second) / 2)
+    exported = RvqganModel.from_pretrained(tmp_path / "model").state_dict()
+    plain = RvqganModel(trainer.model_config)
+    plain.apply_weight_norm()
+    plain.load_state_dict(trainer.ema.module.state_dict())
+    plain.remove_weight_norm()
+    assert all(torch.allclose(exported[k], v) for k, v in plain.state_dict().items())
+    resumed = Trainer(load_config(TINY, args), resume=True)
+    assert all(torch.equal(a, b) for a, b in zip(resumed.ema.state_dict().values(), trainer.ema.state_dict().values()))

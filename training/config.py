@@ -38,6 +38,7 @@ class TrainConfig:
     learning_rate: float = 1e-4
     betas: tuple[float, float] = (0.8, 0.99)
     lr_gamma: float = 0.999996  # ExponentialLR, stepped every step
+    ema_decay: float = 0.0  # > 0: validate and export an exponential moving average of the generator's weights
     clip_discriminator: float = 10.0
     clip_generator: float = 1000.0
     gradient_accumulation_steps: int = 1

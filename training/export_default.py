@@ -54,11 +54,14 @@ def training_record(run_dir: Path, config_path: Path, step: int) -> str:
     model, warmup = config.model, min(config.reconstruction_steps, step)
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     validation = [row for row in rows if "val/mel" in row]
+    clips = validation[-1].get("val/clips") if validation else None
+    earlier = [row["step"] for row in validation if row.get("val/clips") != clips]
+    validation = [row for row in validation if row.get("val/clips") == clips]
     lines = [
         "Trained from scratch on CPU with `training.train` (`training/configs/default.yaml`), data from "
         "`training.make_default_data`: speech, music and general sound from Debian packages (real voices, game "
         "soundtracks, instrument samples, desktop and game sounds; each package's licence in `LICENSES.md` of the "
-        "rvqgan sources), mixed in equal shares; the evaluation clips of `benchmarks.make_eval_set` held out.",
+        "rvqgan sources), mixed in equal shares; the evaluation clips of `evaluation.make_eval_set` held out.",
         "",
         f"- Architecture: the paper's 44.1 kHz model (hop 512, {model.get('n_codebooks')} x {model.get('codebook_size')} "
         f"codes) at encoder width {model.get('encoder_hidden_size')} and decoder width {model.get('decoder_hidden_size')}.",
@@ -68,8 +71,11 @@ def training_record(run_dir: Path, config_path: Path, step: int) -> str:
         f"- Compute: {step} steps ({warmup} reconstruction-only, {step - warmup} GAN), {training_hours(run_dir):.1f} "
         "wall-clock hours on a 2-core CPU (the machine shared with other work at times).",
         "",
-        f"Validation ({config.data.validation_examples} held-out clips of {config.data.validation_duration:g} s, "
-        "all codebooks; this folder's weights are the step with the lowest mel distance):",
+        f"Validation ({config.data.validation_examples} clips of {config.data.validation_duration:g} s from "
+        + ", ".join(f"`{source.dataset}`" for source in config.data.validation) + ", held out of training; all "
+        "codebooks; this folder's weights are the step with the lowest mel distance"
+        + (f"; the run changed its validation clips after step {max(earlier)}, earlier scores are in its "
+           "`metrics.jsonl`):" if earlier else "):"),
         "",
         "| step | mel ↓ | STFT ↓ | SI-SDR ↑ |",
         "|---:|---:|---:|---:|",

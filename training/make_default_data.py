@@ -2,7 +2,8 @@
 
     python -m training.make_default_data --out data/default [--workers 2]
 
-Writes `train/{speech,music,general}/` (FLAC, mono, 16-bit, each file's own rate) and `LICENSES.md`:
+Writes `train/{speech,music,general}/` (FLAC, mono, 16-bit, each file's own rate), `selection/{speech,music,general}/`
+(the held-out recordings that choose the run's best checkpoint, see `hold_out`) and `LICENSES.md`:
 - speech: real voices: KLettres letters and syllables read by native speakers (`klettres-data`, 20 locales), the
   Hedgewars voice packs (`hedgewars-data`), KTuberling's spoken words (`ktuberling-data`, 26 locales), the Asterisk
   prompts in English, French and Spanish (`asterisk-core-sounds-{en,fr,es}-g722`, 16 kHz) and the `alsa-utils`
@@ -16,7 +17,7 @@ Files longer than 10 s are cut into equal segments of at most 10 s (`<source>-<p
 stream, which draws one excerpt per file per pass, samples each category roughly by duration; the three categories get
 equal weights in `training/configs/default.yaml`, as in the paper. Short files are kept (the stream zero-pads them),
 segments peaking below -60 dBFS are dropped and each recording is kept once (by content). The held-out evaluation set of
-`benchmarks.make_eval_set` is excluded: its files, any byte-identical copy and the freedesktop channel announcements
+`evaluation.make_eval_set` is excluded: its files, any byte-identical copy and the freedesktop channel announcements
 (re-encodings of the ALSA ones). Rebuilding into the same folder gives the same files.
 """
 
@@ -34,9 +35,11 @@ import numpy as np
 import soundfile as sf
 from tqdm.auto import tqdm
 
-from benchmarks.make_eval_set import ALSA, CLIPS, SONIC_PI
+from evaluation.make_eval_set import ALSA, CLIPS, SONIC_PI
 
 SEGMENT_SECONDS = 10.0
+SELECTION = 5  # recordings per category held out for checkpoint selection
+SELECTION_SECONDS = 3.0  # ... each with a segment at least this long
 SILENCE_PEAK = 1e-3  # -60 dBFS
 ROOTS = {
     "klettres": Path("/usr/share/klettres"),
@@ -225,6 +228,33 @@ def table(stats: dict[tuple[str, str], list[tuple[float, int]]]) -> list[str]:
     return rows
 
 
+def recording(name: str) -> str:
+    """The recording a segment file `<source>-<path>-<k>.flac` was cut from."""
+    return name.rsplit("-", 1)[0]
+
+
+def hold_out(train: Path, selection: Path) -> list[Path]:
+    """Move `SELECTION` recordings per category from `train` to `selection`: those with the lowest SHA-1 of their name
+    among the recordings with a segment of at least `SELECTION_SECONDS`; one segment of each (the longest, then the
+    first) is kept, the others are deleted, so that no part of a held-out recording is trained on. The set chooses the
+    run's best checkpoint, so that the evaluation set of `evaluation.make_eval_set` stays unseen by every choice."""
+    kept = []
+    for folder in sorted(p for p in train.iterdir() if p.is_dir()):
+        segments = defaultdict(list)
+        for path in sorted(folder.glob("*.flac")):
+            segments[recording(path.stem)].append(path)
+        long_enough = [name for name, paths in segments.items()
+                       if any(sf.info(p).duration >= SELECTION_SECONDS for p in paths)]
+        (selection / folder.name).mkdir(parents=True, exist_ok=True)
+        for name in sorted(long_enough, key=lambda n: hashlib.sha1(n.encode()).digest())[:SELECTION]:
+            paths = segments[name]
+            chosen = max(paths, key=lambda p: (sf.info(p).duration, -paths.index(p)))
+            kept.append(chosen.replace(selection / folder.name / chosen.name))
+            for path in paths:
+                path.unlink(missing_ok=True)
+    return kept
+
+
 def build(out: Path, workers: int = 2) -> list[str]:
     """Write the training set and its `LICENSES.md` under `out`; return the summary table."""
     missing = [str(root) for root in ROOTS.values() if not (archive(root) or root).exists()]
@@ -236,18 +266,23 @@ def build(out: Path, workers: int = 2) -> list[str]:
         (train / category).mkdir(parents=True, exist_ok=True)
     with ProcessPoolExecutor(workers) as pool:
         results = list(tqdm(pool.map(write, [job for _, _, job in todo], chunksize=4), total=len(todo), desc="sources"))
-    stats, names = defaultdict(list), set()
-    for (category, key, _), written in zip(todo, results):
-        stats[category, key] += [(seconds, rate) for _, seconds, rate in written]
-        names |= {train / category / name for name, _, _ in written}
+    names = {train / category / name for (category, _, _), written in zip(todo, results) for name, _, _ in written}
     for stale in set(train.glob("*/*.flac")) - names:
         stale.unlink()
+    for stale in (out / "selection").glob("*/*.flac"):
+        stale.unlink()
+    held_out = hold_out(train, out / "selection")
+    held = {recording(path.stem) for path in held_out}
+    stats = defaultdict(list)
+    for (category, key, _), written in zip(todo, results):
+        stats[category, key] += [(seconds, rate) for name, seconds, rate in written if recording(Path(name).stem) not in held]
     rows = table(stats)
     lines = ["# Licences of the default model's training data", "",
              "Generated by `python -m training.make_default_data`. Files are named `<source>-<path>-<k>.flac`: "
              "segment k (at most 10 s) of the file at <path> below the source's folder, mixed to mono.", ""]
     lines += [f"- `{key}-*`: {text}" for key, text in LICENSES.items()]
-    lines += ["", *rows, ""]
+    lines += ["", *rows, "", "Held out for checkpoint selection (`selection/`, not trained on): "
+              + ", ".join(f"`{p.parent.name}/{p.name}`" for p in held_out), ""]
     (out / "LICENSES.md").write_text("\n".join(lines))
     return rows
 
@@ -258,7 +293,7 @@ def main(argv=None):
     parser.add_argument("--workers", type=int, default=2, help="decoding processes (default 2)")
     args = parser.parse_args(argv)
     print("\n".join(build(args.out, args.workers)))
-    print(f"wrote {args.out}/train and {args.out}/LICENSES.md")
+    print(f"wrote {args.out}/train, {args.out}/selection and {args.out}/LICENSES.md")
 
 
 if __name__ == "__main__":

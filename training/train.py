@@ -5,7 +5,8 @@
 Each step runs the generator once, then the discriminator step on the detached reconstruction, then the generator
 step (mel 15, feature matching 2, adversarial 1, commitment 0.25, codebook 1). The first `reconstruction_steps` steps
 (0 in the paper's recipe) train the generator alone on the mel, commitment and codebook losses, the discriminator not
-run. On CPU, Snake's forward and backward are compiled kernels (`training.snake`). Writes to `output_dir`:
+run. With `ema_decay`, validation and the exported folders use a moving average of the generator's weights
+(updated after every step, part of the checkpoint). On CPU, Snake's forward and backward are compiled kernels (`training.snake`). Writes to `output_dir`:
 `checkpoints/step-N/` (resumable, see `training.checkpoint`), `logs/` (TensorBoard: losses, lr, gradient norms,
 codebook usage, validation audio and mel spectrograms), `metrics.jsonl` (the logged scalars), `best/` (the generator
 with the lowest validation mel distance) and at the end `model/` (the generator, a transformers folder with its
@@ -13,6 +14,7 @@ feature extractor, ready for `training.push_to_hub`) and `discriminator/`.
 """
 
 import argparse
+import hashlib
 import json
 import math
 import shutil
@@ -23,6 +25,7 @@ import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import gather_object, set_seed
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
 from evaluation.metrics import mel_distance, si_sdr, stft_distance
@@ -113,6 +116,13 @@ class Trainer:
             config.data.train, self.model_config.sampling_rate, config.data.duration, seed=config.seed,
             rank=acc.process_index, world_size=acc.num_processes, loudness_db=config.data.loudness_db,
             loudness_cutoff_db=config.data.loudness_cutoff_db, shuffle_buffer=config.data.shuffle_buffer)
+        self.validation = validation_excerpts(
+            config.data.validation, self.model_config.sampling_rate, config.data.validation_duration,
+            config.data.validation_examples, seed=config.seed) if config.data.validation and acc.is_main_process else []
+        # `best` is the lowest validation mel distance on these clips: another validation set starts it afresh
+        self.validation_digest = hashlib.sha256(b"".join(clip.tobytes() for clip in self.validation)).hexdigest()
+        self.ema = AveragedModel(generator, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay),
+                                 use_buffers=True) if config.ema_decay else None
         self.step, self.best, self.skipped = 0, math.inf, {"generator": 0, "discriminator": 0}
         if resume and checkpoints(self.output_dir / "checkpoints"):
             self._resume(generator, discriminator, (opt_g, opt_d, sched_g, sched_d))
@@ -123,16 +133,16 @@ class Trainer:
                                                   generator=torch.Generator().manual_seed(config.seed))
         self.mel_loss = MelSpectrogramLoss(self.model_config.sampling_rate).to(acc.device)
         self.stft_loss = MultiScaleSTFTLoss().to(acc.device)
-        self.validation = validation_excerpts(
-            config.data.validation, self.model_config.sampling_rate, config.data.validation_duration,
-            config.data.validation_examples, seed=config.seed) if config.data.validation and acc.is_main_process else []
         acc.init_trackers("logs", config={k: v for k, v in vars(config).items() if isinstance(v, (int, float, str, bool))})
 
     # ----- checkpoints
 
     def _resume(self, generator, discriminator, optim):
         path = checkpoints(self.output_dir / "checkpoints")[-1]
-        state = load_checkpoint(path, {"generator": generator, "discriminator": discriminator})
+        modules = {"generator": generator, "discriminator": discriminator}
+        if self.ema is not None and (path / "ema.safetensors").exists():  # else the average starts from here
+            modules["ema"] = self.ema
+        state = load_checkpoint(path, modules)
         if len(state["processes"]) != self.accelerator.num_processes:
             raise ValueError(f"{path} was written by {len(state['processes'])} processes, this run has "
                              f"{self.accelerator.num_processes}: resume with the same number")
@@ -142,6 +152,9 @@ class Trainer:
         self.data.load_state_dict(mine["data"])
         set_rng_state(mine["rng"])
         self.step, self.best, self.skipped = state["step"], state["best"], state["skipped"]
+        if state.get("validation") != self.validation_digest:
+            self.best = math.inf
+            self.accelerator.print("The validation set changed: best/ is chosen afresh from this step on")
         if self.accelerator.is_main_process:  # drop metrics logged after the checkpoint by the interrupted run
             metrics = self.output_dir / "metrics.jsonl"
             if metrics.exists():
@@ -153,18 +166,24 @@ class Trainer:
         acc = self.accelerator
         processes = gather_object([{"data": self.data.state_dict(), "rng": rng_state()}])
         if acc.is_main_process:
-            state = {"best": self.best, "skipped": self.skipped, "processes": processes}
+            state = {"best": self.best, "validation": self.validation_digest, "skipped": self.skipped,
+                     "processes": processes}
             for key in ("opt_g", "opt_d", "sched_g", "sched_d"):
                 state[key] = getattr(self, key).state_dict()
             modules = {"generator": acc.unwrap_model(self.generator), "discriminator": acc.unwrap_model(self.discriminator)}
+            if self.ema is not None:
+                modules["ema"] = self.ema
             save_checkpoint(self.output_dir / "checkpoints", self.step, modules, state, self.config.keep_checkpoints)
         acc.wait_for_everyone()
+
+    def evaluated_generator(self) -> RvqganModel:
+        """The generator that validation scores and exports: the weights' moving average with `ema_decay`."""
+        return self.ema.module if self.ema is not None else self.accelerator.unwrap_model(self.generator)
 
     def export_generator(self, directory: Path):
         """The generator as a transformers folder (plain weights) with its feature extractor, written atomically."""
         tmp = directory.with_name(f".{directory.name}.tmp")
-        generator = self.accelerator.unwrap_model(self.generator)
-        generator.save_pretrained(tmp)
+        self.evaluated_generator().save_pretrained(tmp)
         RvqganFeatureExtractor(sampling_rate=self.model_config.sampling_rate,
                                hop_length=self.model_config.hop_length).save_pretrained(tmp)
         if directory.exists():
@@ -241,7 +260,7 @@ class Trainer:
     @torch.no_grad()
     def validate(self) -> dict:
         """Mel / STFT distance, SI-SDR and waveform L1 over the validation clips (all codebooks); main process."""
-        generator = self.accelerator.unwrap_model(self.generator)
+        generator = self.evaluated_generator()
         generator.eval()
         rate, scores, tracker = self.model_config.sampling_rate, [], self.accelerator.get_tracker("tensorboard", unwrap=True)
         for i, clip in enumerate(self.validation):
@@ -262,11 +281,12 @@ class Trainer:
 
     # ----- the loop
 
-    def log(self, values: dict):
+    def log(self, values: dict, record: dict | None = None):
+        """`values` to the trackers and, with `record` (not plotted), to `metrics.jsonl`."""
         self.accelerator.log(values, step=self.step)
         if self.accelerator.is_main_process:
             with open(self.output_dir / "metrics.jsonl", "a") as f:
-                f.write(json.dumps({"step": self.step, **values}) + "\n")
+                f.write(json.dumps({"step": self.step, **values, **(record or {})}) + "\n")
 
     def train(self):
         acc, config = self.accelerator, self.config
@@ -279,6 +299,8 @@ class Trainer:
                 logs = self.train_step(next(batches).to(acc.device), log=(self.step + 1) % config.log_every == 0)
             if not acc.sync_gradients:
                 continue
+            if self.ema is not None:
+                self.ema.update_parameters(acc.unwrap_model(self.generator))
             self.step += 1
             progress.update()
             if self.step % config.log_every == 0:
@@ -286,7 +308,7 @@ class Trainer:
                 progress.set_postfix(mel=f"{logs['loss/mel']:.3f}")
             if self.validation and self.step % config.validate_every == 0:
                 scores = self.validate()
-                self.log(scores)
+                self.log(scores, {"val/clips": self.validation_digest[:16]})
                 if scores["val/mel"] < self.best:
                     self.best = scores["val/mel"]
                     self.export_generator(self.output_dir / "best")
