@@ -89,8 +89,8 @@ def test_entropy_coding_is_lossless_on_real_clips():
         packed, coded = compress(model, audio.T, rate, entropy=False), compress(model, audio.T, rate)
         header, codes = read(packed)
         assert np.array_equal(codes, read(coded)[1])
-        nominal = codes.size * np.log2(model.config.codebook_size) / 8  # bytes of the codes at the nominal bitrate
-        assert len(coded) <= 0.9 * nominal, (clip.name, len(coded), nominal)
+        # the bit-packed file is the nominal bitrate (within 1 %, above); both carry the same header
+        assert len(coded) <= 0.9 * len(packed), (clip.name, len(coded), len(packed))
 
 
 def test_python_api_round_trip_keeps_shape_and_loudness_gain():

@@ -67,7 +67,9 @@ def training_record(run_dir: Path, config_path: Path, step: int) -> str:
         f"codes) at encoder width {model.get('encoder_hidden_size')} and decoder width {model.get('decoder_hidden_size')}.",
         f"- Recipe: batch {config.batch_size} x {config.data.duration} s, AdamW lr {config.learning_rate:g}, "
         f"betas {tuple(config.betas)}; the first {config.reconstruction_steps} steps on the mel, commitment and "
-        "codebook losses alone, then the paper's GAN recipe (multi-period and multi-band STFT discriminators).",
+        "codebook losses alone, then the paper's GAN recipe (multi-period and multi-band STFT discriminators)"
+        + (f"; validated and shipped: a moving average of the weights (decay {config.ema_decay:g})." if config.ema_decay
+           else "."),
         f"- Compute: {step} steps ({warmup} reconstruction-only, {step - warmup} GAN), {training_hours(run_dir):.1f} "
         "wall-clock hours on a 2-core CPU (the machine shared with other work at times).",
         "",
