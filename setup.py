@@ -4,7 +4,15 @@ from setuptools import setup
 
 TRAIN = ["accelerate>=1.0", "datasets>=4", "tensorboard", "pyyaml", "librosa>=0.10", "julius>=0.2"]
 DEMO = ["gradio>=6", "librosa>=0.10", "matplotlib>=3.7", "pandas"]
-EVAL = ["evaluate>=0.4", "visqol-python>=3.8", "pesq>=0.0.4", "pystoi>=0.4", "torchmetrics>=1.0", "librosa>=0.10", "matplotlib>=3.7"]
+EVAL = [
+    "evaluate>=0.4",
+    "visqol-python>=3.8",
+    "pesq>=0.0.4",
+    "pystoi>=0.4",
+    "torchmetrics>=1.0",
+    "librosa>=0.10",
+    "matplotlib>=3.7",
+]
 
 setup(
     name="rvqgan",
@@ -15,7 +23,10 @@ setup(
     license="MIT",
     python_requires=">=3.10",
     packages=["modeling_rvqgan", "feature_extraction", "rvqgan", "training", "evaluation"],
-    package_data={"training": ["model_card_template.md"], "rvqgan": ["default_model/*", "default_model/discriminator/*"]},
+    package_data={
+        "training": ["model_card_template.md"],
+        "rvqgan": ["default_model/*", "default_model/discriminator/*"],
+    },
     install_requires=[
         "torch>=2.4",
         "transformers>=5.0,<6",
@@ -32,6 +43,6 @@ setup(
         "train": TRAIN,
         "demo": DEMO,
         "eval": EVAL,
-        "dev": ["pytest>=8", "pytest-xdist", "playwright>=1.40"] + TRAIN + EVAL + DEMO,
+        "dev": ["pytest>=8", "pytest-xdist", "playwright>=1.40", "ruff>=0.6"] + TRAIN + EVAL + DEMO,
     },
 )

@@ -48,7 +48,9 @@ def timed(command: list, log: Path) -> tuple[float, float]:
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, default=60.0, help="minutes of audio (default 60)")
-    parser.add_argument("--work", type=Path, default=Path("long_audio"), help="folder for the files (default long_audio/)")
+    parser.add_argument(
+        "--work", type=Path, default=Path("long_audio"), help="folder for the files (default long_audio/)"
+    )
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
 
@@ -63,13 +65,18 @@ def main():
     cli = [sys.executable, "-m", "rvqgan.cli"]
     model = ["--model", args.work / "model", "--force"]
     rows = []
-    for name, command in (("encode", ["encode", wav, "-o", args.work]), ("decode", ["decode", args.work / "long.rvq", "-o", args.work / "decoded"])):
+    for name, command in (
+        ("encode", ["encode", wav, "-o", args.work]),
+        ("decode", ["decode", args.work / "long.rvq", "-o", args.work / "decoded"]),
+    ):
         seconds, rss = timed(cli + command + model, args.work / f"{name}.time")
         rows.append(f"| {name} | {args.minutes:g} min | {seconds:.0f} | {seconds / args.minutes:.1f} | {rss:.0f} |")
     size = (args.work / "long.rvq").stat().st_size
     decoded = sf.info(args.work / "decoded" / "long.wav").frames
-    print(f"\n.rvq: {size} bytes, {8 * size / (samples / rate) / 1000:.2f} kbps on disk; decoded {decoded} samples "
-          f"({'the original length' if decoded == samples else f'NOT the original {samples}'})\n")
+    print(
+        f"\n.rvq: {size} bytes, {8 * size / (samples / rate) / 1000:.2f} kbps on disk; decoded {decoded} samples "
+        f"({'the original length' if decoded == samples else f'NOT the original {samples}'})\n"
+    )
     print("| command | audio | wall s | s per audio minute | peak RSS MB |\n|---|---|---:|---:|---:|")
     print("\n".join(rows))
 

@@ -92,7 +92,11 @@ def category_of(path: Path, root: Path) -> str:
 
 def find_files(root: Path) -> list[Path]:
     root = Path(root)
-    files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file())
+    files = (
+        [root]
+        if root.is_file()
+        else sorted(p for p in root.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file())
+    )
     if not files:
         raise SystemExit(f"no audio files under {root}")
     return files
@@ -114,7 +118,9 @@ def loudness_match(reference: np.ndarray, estimate: np.ndarray, rate: int) -> np
 _MODELS: dict = {}
 
 
-def _rvqgan_roundtrip(arg: str | None, audio: np.ndarray, rate: int, kbps: float | None) -> tuple[np.ndarray, float, float]:
+def _rvqgan_roundtrip(
+    arg: str | None, audio: np.ndarray, rate: int, kbps: float | None
+) -> tuple[np.ndarray, float, float]:
     import torch
 
     from rvqgan import compress, decompress
@@ -143,8 +149,15 @@ def load_clip(path: Path, rate: int, max_seconds: float | None) -> np.ndarray:
     return np.ascontiguousarray(audio, dtype=np.float32)
 
 
-def evaluate_one(path: str, root: str, spec: CodecSpec, kbps: float | None, rate: int, max_seconds: float | None,
-                 metric_names=METRIC_NAMES) -> dict:
+def evaluate_one(
+    path: str,
+    root: str,
+    spec: CodecSpec,
+    kbps: float | None,
+    rate: int,
+    max_seconds: float | None,
+    metric_names=METRIC_NAMES,
+) -> dict:
     """One row of `results.csv`: the file's clip through one codec at one bitrate, scored."""
     from evaluation.baselines import encode_decode
     from evaluation.metrics import METRICS
@@ -158,8 +171,14 @@ def evaluate_one(path: str, root: str, spec: CodecSpec, kbps: float | None, rate
         estimate, true_kbps = encode_decode(reference, rate, spec.kind, kbps)
         nominal = kbps
     estimate = loudness_match(reference, estimate, rate)
-    row = {"file": str(path.relative_to(root)) if path != root else path.name, "category": category, "codec": spec.label,
-           "kbps": round(nominal, 2), "true_kbps": true_kbps, "seconds": len(reference) / rate}
+    row = {
+        "file": str(path.relative_to(root)) if path != root else path.name,
+        "category": category,
+        "codec": spec.label,
+        "kbps": round(nominal, 2),
+        "true_kbps": true_kbps,
+        "seconds": len(reference) / rate,
+    }
     for name in METRIC_NAMES:
         function, _, speech_only = METRICS[name]
         wanted = name in metric_names and (category == "speech" or not speech_only)
@@ -177,15 +196,28 @@ def default_workers() -> int:
     return max(1, min(8, (os.cpu_count() or 1) - 1))
 
 
-def run(codecs: list[CodecSpec], data: Path, out: Path, workers: int | None = None, rate: int = 44100,
-        max_seconds: float | None = None, metric_names=METRIC_NAMES, progress: bool = True) -> list[dict]:
+def run(
+    codecs: list[CodecSpec],
+    data: Path,
+    out: Path,
+    workers: int | None = None,
+    rate: int = 44100,
+    max_seconds: float | None = None,
+    metric_names=METRIC_NAMES,
+    progress: bool = True,
+) -> list[dict]:
     """Score every file with every codec / bitrate, write the CSVs, Markdown and plots under `out`; the rows."""
     from tqdm import tqdm
 
     data, out = Path(data), Path(out)
     files = find_files(data)
     root = data if data.is_dir() else data.parent
-    jobs = [(str(f), str(root), spec, kbps, rate, max_seconds, tuple(metric_names)) for spec in codecs for kbps in spec.rates for f in files]
+    jobs = [
+        (str(f), str(root), spec, kbps, rate, max_seconds, tuple(metric_names))
+        for spec in codecs
+        for kbps in spec.rates
+        for f in files
+    ]
     workers = default_workers() if workers is None else max(1, workers)
     rows = []
     with tqdm(total=len(jobs), desc="quality", unit="clip", disable=not progress) as bar:
@@ -213,8 +245,13 @@ def summarize(rows: list[dict]) -> list[dict]:
     codec_order = list(dict.fromkeys(r["codec"] for r in rows))
     summary = []
     for (category, codec, kbps), members in groups.items():
-        entry = {"category": category, "codec": codec, "kbps": kbps, "files": len(members),
-                 "true_kbps": float(np.mean([m["true_kbps"] for m in members]))}
+        entry = {
+            "category": category,
+            "codec": codec,
+            "kbps": kbps,
+            "files": len(members),
+            "true_kbps": float(np.mean([m["true_kbps"] for m in members])),
+        }
         for name in METRIC_NAMES:
             values = [m[name] for m in members if np.isfinite(m[name])]
             entry[name] = float(np.mean(values)) if values else float("nan")
@@ -232,9 +269,12 @@ def markdown(summary: list[dict]) -> str:
             continue
         columns = [c for c in COLUMNS if any(np.isfinite(e[c[0]]) for e in entries)]
         n_files = max(e["files"] for e in entries)
-        lines += [f"### {'All files' if category == 'all' else category.capitalize()} ({n_files} clips)", "",
-                  "| Codec | kbps | true kbps | " + " | ".join(c[1] for c in columns) + " |",
-                  "|---|---:|---:|" + "---:|" * len(columns)]
+        lines += [
+            f"### {'All files' if category == 'all' else category.capitalize()} ({n_files} clips)",
+            "",
+            "| Codec | kbps | true kbps | " + " | ".join(c[1] for c in columns) + " |",
+            "|---|---:|---:|" + "---:|" * len(columns),
+        ]
         for e in entries:
             cells = [fmt.format(e[name]) if np.isfinite(e[name]) else "–" for name, _, _, fmt in columns]
             lines.append(f"| {e['codec']} | {e['kbps']:g} | {e['true_kbps']:.2f} | " + " | ".join(cells) + " |")
@@ -278,7 +318,7 @@ def plot(summary: list[dict], out_dir: Path) -> list[Path]:
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.3 * rows), squeeze=False)
     for ax, (name, label, _, _) in zip(axes.flat, columns):
         draw(ax, name, label)
-    for ax in list(axes.flat)[len(columns):]:
+    for ax in list(axes.flat)[len(columns) :]:
         ax.axis("off")
     axes.flat[0].legend(fontsize=8)
     fig.tight_layout()
@@ -305,14 +345,34 @@ def write_outputs(rows: list[dict], out: Path):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--codec", action="append", type=parse_codec, required=True, help="rvqgan[:MODEL]@kbps,..., opus@kbps,..., mp3@kbps,...")
-    parser.add_argument("--data", type=Path, required=True, help="a folder of audio files (speech/, music/, general/ subfolders set the category)")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--codec",
+        action="append",
+        type=parse_codec,
+        required=True,
+        help="rvqgan[:MODEL]@kbps,..., opus@kbps,..., mp3@kbps,...",
+    )
+    parser.add_argument(
+        "--data",
+        type=Path,
+        required=True,
+        help="a folder of audio files (speech/, music/, general/ subfolders set the category)",
+    )
     parser.add_argument("--out", type=Path, default=Path("results"))
-    parser.add_argument("--workers", type=int, default=None, help=f"worker processes (default: CPUs - 1, at most 8: {default_workers()} here)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help=f"worker processes (default: CPUs - 1, at most 8: {default_workers()} here)",
+    )
     parser.add_argument("--rate", type=int, default=44100, help="evaluation sampling rate (default 44100)")
     parser.add_argument("--max-seconds", type=float, default=None, help="cut each file to this many seconds")
-    parser.add_argument("--metrics", default=",".join(METRIC_NAMES), help=f"comma-separated subset of {','.join(METRIC_NAMES)}")
+    parser.add_argument(
+        "--metrics", default=",".join(METRIC_NAMES), help=f"comma-separated subset of {','.join(METRIC_NAMES)}"
+    )
     args = parser.parse_args(argv)
     metric_names = tuple(m.strip() for m in args.metrics.split(",") if m.strip())
     unknown = set(metric_names) - set(METRIC_NAMES)

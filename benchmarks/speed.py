@@ -1,4 +1,5 @@
-"""Encode and decode speed of RvqganModel (eval mode: the tiled fast path) against transformers' DacModel, in one process.
+"""Encode and decode speed of RvqganModel (eval mode: the tiled fast path) against transformers' DacModel, in one
+process.
 
     python benchmarks/speed.py [--seconds 1 10 60] [--repeats 3] [--threads N]
 
@@ -27,7 +28,6 @@ from pathlib import Path
 
 import soxr
 import torch
-from transformers import DacModel
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -107,8 +107,10 @@ def clip_rows(model, folder: Path) -> list[str]:
         *_, codes, decoded = run(model, audio, bf16=False)
         with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
             bf16_codes = model.encode(audio).audio_codes
-        rows.append(f"| {path.relative_to(folder)} | {audio.shape[-1] / model.config.sampling_rate:.1f} s | "
-                    f"{bf16_checks(model, codes, decoded, bf16_codes)} |")
+        rows.append(
+            f"| {path.relative_to(folder)} | {audio.shape[-1] / model.config.sampling_rate:.1f} s | "
+            f"{bf16_checks(model, codes, decoded, bf16_codes)} |"
+        )
     return rows
 
 
@@ -128,8 +130,11 @@ def main():
     models = {"DacModel": to_dac(ours).eval(), "rvqgan": ours}
     rate = ours.config.sampling_rate
     peaks = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
-    print(f"threads {args.threads}; matmul peak fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f} GFLOP/s; "
-          f"load average {os.getloadavg()[0]:.1f}", flush=True)
+    print(
+        f"threads {args.threads}; matmul peak fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f} GFLOP/s; "
+        f"load average {os.getloadavg()[0]:.1f}",
+        flush=True,
+    )
     for variant in VARIANTS:
         name, precision = variant.split()
         run(models[name], synthetic_audio(rate, rate), precision == "bf16")
@@ -146,8 +151,11 @@ def main():
                 *timing, codes, decoded = run(models[name], audio, precision == "bf16")
                 times[variant].append(timing)
                 outputs[variant] = codes, decoded
-                print(f"{seconds:g} s {variant}: encode {timing[0]:.2f} s, decode {timing[1]:.2f} s, "
-                      f"load {os.getloadavg()[0]:.1f}", flush=True)
+                print(
+                    f"{seconds:g} s {variant}: encode {timing[0]:.2f} s, decode {timing[1]:.2f} s, "
+                    f"load {os.getloadavg()[0]:.1f}",
+                    flush=True,
+                )
         for variant in VARIANTS:
             cells = []
             for part in (lambda t: t[0], lambda t: t[1], sum):  # encode, decode, both
@@ -156,7 +164,9 @@ def main():
                 cells.append(f"{seconds_taken:.2f} ({ratio:.2f}x)")
             gflops = (encode_flops + decode_flops) / statistics.median(sum(t) for t in times[variant]) / 1e9
             peak = peaks[variant.split()[1]]
-            rows.append(f"| {seconds:g} s | {variant} | {' | '.join(cells)} | {gflops:.0f} | {100 * gflops / peak:.0f} % |")
+            rows.append(
+                f"| {seconds:g} s | {variant} | {' | '.join(cells)} | {gflops:.0f} | {100 * gflops / peak:.0f} % |"
+            )
 
         dac_codes, dac_audio = outputs["DacModel fp32"]
         codes, decoded = outputs["rvqgan fp32"]
@@ -164,17 +174,22 @@ def main():
             fp32_audio = ours.decode(audio_codes=dac_codes).audio_values
         checks.append(
             f"| {seconds:g} s | {100 * (codes == dac_codes).double().mean():.3f} % | "
-            f"{(fp32_audio - dac_audio).abs().max():.1e} | {bf16_checks(ours, codes, decoded, outputs['rvqgan bf16'][0])} |"
+            f"{(fp32_audio - dac_audio).abs().max():.1e} | "
+            f"{bf16_checks(ours, codes, decoded, outputs['rvqgan bf16'][0])} |"
         )
 
     print(f"\nload average at the end {os.getloadavg()[0]:.1f}\n")
     print("| input | variant | encode s (x) | decode s (x) | both s (x) | GFLOP/s | of matmul peak |")
     print("|---|---|---:|---:|---:|---:|---:|")
     print("\n".join(rows))
-    print(f"\nencode {encode_flops / frames * ours.config.frame_rate / 1e9:.1f} + decode "
-          f"{decode_flops / frames * ours.config.frame_rate / 1e9:.1f} GFLOP per second of audio\n")
-    print("| input | rvqgan fp32 codes = DacModel's | max abs audio diff (same codes) | bf16 codes = fp32's | "
-          "mel distance bf16 vs fp32 decode |")
+    print(
+        f"\nencode {encode_flops / frames * ours.config.frame_rate / 1e9:.1f} + decode "
+        f"{decode_flops / frames * ours.config.frame_rate / 1e9:.1f} GFLOP per second of audio\n"
+    )
+    print(
+        "| input | rvqgan fp32 codes = DacModel's | max abs audio diff (same codes) | bf16 codes = fp32's | "
+        "mel distance bf16 vs fp32 decode |"
+    )
     print("|---|---:|---:|---:|---:|")
     print("\n".join(checks))
     if args.clips is not None:

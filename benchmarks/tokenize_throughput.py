@@ -38,8 +38,13 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--models", nargs="+", default=["tiny", "full"])
-    parser.add_argument("--max-batch-seconds", type=float, nargs="+", default=[None],
-                        help="AudioTokenizer bucket budgets to compare (default: its own, 120 s CUDA / 2 s CPU)")
+    parser.add_argument(
+        "--max-batch-seconds",
+        type=float,
+        nargs="+",
+        default=[None],
+        help="AudioTokenizer bucket budgets to compare (default: its own, 120 s CUDA / 2 s CPU)",
+    )
     args = parser.parse_args()
 
     files = sorted(glob.glob(str(ROOT / "examples/audio/*.flac"))) + sorted(glob.glob("/usr/share/sounds/alsa/*.wav"))
@@ -47,8 +52,10 @@ def main():
     cells = [{"path": f, "bytes": None} for f in files]
     seconds = sum(sf.info(f).frames / sf.info(f).samplerate for f in files)
     rates = sorted({sf.info(f).samplerate for f in files})
-    print(f"{len(files)} clips, {seconds:.1f} s of audio at {rates} Hz, batch {args.batch_size}, device {args.device}, "
-          f"{torch.get_num_threads()} torch threads")
+    print(
+        f"{len(files)} clips, {seconds:.1f} s of audio at {rates} Hz, batch {args.batch_size}, device {args.device}, "
+        f"{torch.get_num_threads()} torch threads"
+    )
     print("| model | codebooks | max batch s | examples/s | audio s/s | tokens/s |")
     print("|---|---|---|---|---|---|")
     for name, budget in [(name, budget) for name in args.models for budget in args.max_batch_seconds]:
@@ -65,8 +72,11 @@ def main():
                 torch.cuda.synchronize()
             best = min(best, time.perf_counter() - start)
         tokens = sum(int(n) for n in out["n_frames"]) * tokenizer.n_quantizers
-        print(f"| {name} (hop {model.config.hop_length}) | {tokenizer.n_quantizers} x {model.config.codebook_size} | "
-              f"{tokenizer.batch_seconds(args.device):g} | {len(files) / best:.2f} | {seconds / best:.1f} | {tokens / best:,.0f} |")
+        print(
+            f"| {name} (hop {model.config.hop_length}) | {tokenizer.n_quantizers} x {model.config.codebook_size} | "
+            f"{tokenizer.batch_seconds(args.device):g} | {len(files) / best:.2f} | {seconds / best:.1f} | "
+            f"{tokens / best:,.0f} |"
+        )
 
 
 if __name__ == "__main__":

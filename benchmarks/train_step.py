@@ -103,8 +103,14 @@ class DescriptStep:
         self.optimizer_d, self.scheduler_d = optimizer_and_scheduler(self.discriminator)
         self.waveform_loss, self.stft_loss = loss.L1Loss(), loss.MultiScaleSTFTLoss()
         self.mel_loss = loss.MelSpectrogramLoss(  # conf/base.yml
-            n_mels=[5, 10, 20, 40, 80, 160, 320], window_lengths=[32, 64, 128, 256, 512, 1024, 2048],
-            mel_fmin=[0.0] * 7, mel_fmax=[None] * 7, pow=1.0, clamp_eps=1e-5, mag_weight=0.0)
+            n_mels=[5, 10, 20, 40, 80, 160, 320],
+            window_lengths=[32, 64, 128, 256, 512, 1024, 2048],
+            mel_fmin=[0.0] * 7,
+            mel_fmax=[None] * 7,
+            pow=1.0,
+            clamp_eps=1e-5,
+            mag_weight=0.0,
+        )
         self.gan_loss = loss.GANLoss(self.discriminator)
 
     def __call__(self, audio: torch.Tensor) -> dict:
@@ -119,8 +125,13 @@ class DescriptStep:
         logged = {"stft": self.stft_loss(recons, signal), "waveform": self.waveform_loss(recons, signal)}
         mel = self.mel_loss(recons, signal)
         adversarial, feature_matching = self.gan_loss.generator_loss(recons, signal)
-        loss = (MEL * mel + FEAT * feature_matching + ADV * adversarial + COMMITMENT * out["vq/commitment_loss"]
-                + CODEBOOK * out["vq/codebook_loss"])
+        loss = (
+            MEL * mel
+            + FEAT * feature_matching
+            + ADV * adversarial
+            + COMMITMENT * out["vq/commitment_loss"]
+            + CODEBOOK * out["vq/codebook_loss"]
+        )
         update(loss, self.generator, self.optimizer_g, self.scheduler_g, 1e3)
         return summary(d_loss, mel, loss, logged)
 
@@ -167,9 +178,13 @@ def trainer_seconds(source: Path, config: Path, steps: int) -> dict:
     """Seconds per step of `training.train` from the code in `source`, in a new process."""
     with tempfile.TemporaryDirectory() as output_dir:
         # run from this checkout (the config's relative data paths), importing the code of `source` (-P: not the cwd's)
-        result = subprocess.run([sys.executable, "-P", "-c", TRAINER_RUN, str(config), output_dir, str(WARMUP_STEPS),
-                                 str(steps)], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(source)},
-                                capture_output=True, text=True)
+        result = subprocess.run(
+            [sys.executable, "-P", "-c", TRAINER_RUN, str(config), output_dir, str(WARMUP_STEPS), str(steps)],
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(source)},
+            capture_output=True,
+            text=True,
+        )
     if result.returncode:
         raise SystemExit(f"training.train in {source} failed:\n{result.stderr[-3000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
@@ -186,17 +201,23 @@ def compare_with_revision(revision: str, config: Path, steps: int, repeats: int)
                 runs[name].append(trainer_seconds(source, config.resolve(), steps))
                 print(f"repeat {repeat + 1} {name}: {runs[name][-1]['seconds']:.3f} s/step", flush=True)
     reference = statistics.median(r["seconds"] for r in runs[f"{revision} (before)"])
-    print(f"\n{config}, {steps} steps after {WARMUP_STEPS} warm-up steps, {repeats} runs each (alternating), "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(
+        f"\n{config}, {steps} steps after {WARMUP_STEPS} warm-up steps, {repeats} runs each (alternating), "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads"
+    )
     print("| code | median s/step (min-max) | steps/hour | speed-up |")
     print("|---|---:|---:|---:|")
     for name, results in runs.items():
         seconds = [r["seconds"] for r in results]
         median = statistics.median(seconds)
-        print(f"| {name} | {median:.3f} ({min(seconds):.3f}-{max(seconds):.3f}) | {3600 / median:.0f} | "
-              f"{reference / median:.2f}x |")
+        print(
+            f"| {name} | {median:.3f} ({min(seconds):.3f}-{max(seconds):.3f}) | {3600 / median:.0f} | "
+            f"{reference / median:.2f}x |"
+        )
     for name, results in runs.items():
-        print(f"first-step losses, {name}: " + ", ".join(f"{k} {v:.5f}" for k, v in sorted(results[0]["losses"].items())))
+        print(
+            f"first-step losses, {name}: " + ", ".join(f"{k} {v:.5f}" for k, v in sorted(results[0]["losses"].items()))
+        )
 
 
 def main():
@@ -233,14 +254,19 @@ def main():
 
     reference = statistics.median(wall["descript-audio-codec 1.0.0"])
     reference_cpu = statistics.median(cpu["descript-audio-codec 1.0.0"])
-    print(f"\nbatch {args.batch_size} x {LENGTH} samples, torch {torch.__version__}, {torch.get_num_threads()} threads,"
-          f" {args.repeats} steps each (alternating) after a warm-up")
+    print(
+        f"\nbatch {args.batch_size} x {LENGTH} samples, torch {torch.__version__}, {torch.get_num_threads()} threads,"
+        f" {args.repeats} steps each (alternating) after a warm-up"
+    )
     print("| step | median wall s (min-max) | vs descript-audio-codec | median CPU s | vs descript-audio-codec |")
     print("|---|---:|---:|---:|---:|")
     for name in steps:
         median, median_cpu = statistics.median(wall[name]), statistics.median(cpu[name])
-        print(f"| {name} | {median:.2f} ({min(wall[name]):.2f}-{max(wall[name]):.2f}) | {median / reference:.2f}x | "
-              f"{median_cpu:.2f} | {median_cpu / reference_cpu:.2f}x |")
+        print(
+            f"| {name} | {median:.2f} ({min(wall[name]):.2f}-{max(wall[name]):.2f}) | {median / reference:.2f}x | "
+            f"{median_cpu:.2f} | {median_cpu / reference_cpu:.2f}x |"
+        )
+
 
 if __name__ == "__main__":
     main()

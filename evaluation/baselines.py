@@ -50,7 +50,8 @@ def _encoder_args(codec: str, kbps: float, sampling_rate: int) -> tuple[list[str
 
 
 def estimate_lag(reference: np.ndarray, estimate: np.ndarray, max_lag: int) -> int:
-    """The lag `d` in [-max_lag, max_lag] that best lines `estimate[t + d]` up with `reference[t]` (FFT cross-correlation)."""
+    """The lag `d` in [-max_lag, max_lag] that best lines `estimate[t + d]` up with `reference[t]` (FFT
+    cross-correlation)."""
     n = len(reference) + len(estimate)
     size = 1 << int(np.ceil(np.log2(max(n, 2))))
     corr = np.fft.irfft(np.fft.rfft(estimate, size) * np.conj(np.fft.rfft(reference, size)), size)
@@ -72,8 +73,11 @@ def align(reference: np.ndarray, estimate: np.ndarray, max_lag: int) -> tuple[np
     return np.pad(estimate, pad)[..., :length], lag
 
 
-def encode_decode(audio: np.ndarray, sampling_rate: int, codec: str, kbps: float, align_delay: bool = True) -> tuple[np.ndarray, float]:
-    """Round-trip mono `(T,)` or `(channels, T)` float audio through `codec` at `kbps`; `(decoded float32, true kbps)`."""
+def encode_decode(
+    audio: np.ndarray, sampling_rate: int, codec: str, kbps: float, align_delay: bool = True
+) -> tuple[np.ndarray, float]:
+    """Round-trip mono `(T,)` or `(channels, T)` float audio through `codec` at `kbps`; `(decoded float32, true
+    kbps)`."""
     ffmpeg = _ffmpeg()
     audio = np.asarray(audio, dtype=np.float32)
     channels = 1 if audio.ndim == 1 else audio.shape[0]
@@ -81,13 +85,56 @@ def encode_decode(audio: np.ndarray, sampling_rate: int, codec: str, kbps: float
     args, extension = _encoder_args(codec, kbps, sampling_rate)
     with tempfile.TemporaryDirectory(prefix="rvqgan-baseline-") as tmp:
         encoded = Path(tmp) / f"encoded.{extension}"
-        subprocess.run([ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-f", "f32le", "-ar", str(sampling_rate),
-                        "-ac", str(channels), "-i", "pipe:0", "-map_metadata", "-1", "-fflags", "+bitexact",
-                        "-flags:a", "+bitexact", *args, str(encoded)],
-                       input=np.ascontiguousarray(interleaved).tobytes(), check=True, capture_output=True)
+        subprocess.run(
+            [
+                ffmpeg,
+                "-nostdin",
+                "-hide_banner",
+                "-loglevel",
+                "error",
+                "-y",
+                "-f",
+                "f32le",
+                "-ar",
+                str(sampling_rate),
+                "-ac",
+                str(channels),
+                "-i",
+                "pipe:0",
+                "-map_metadata",
+                "-1",
+                "-fflags",
+                "+bitexact",
+                "-flags:a",
+                "+bitexact",
+                *args,
+                str(encoded),
+            ],
+            input=np.ascontiguousarray(interleaved).tobytes(),
+            check=True,
+            capture_output=True,
+        )
         size = encoded.stat().st_size
-        decoded = subprocess.run([ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error", "-i", str(encoded), "-f", "f32le",
-                                  "-ar", str(sampling_rate), "-ac", str(channels), "pipe:1"], check=True, capture_output=True).stdout
+        decoded = subprocess.run(
+            [
+                ffmpeg,
+                "-nostdin",
+                "-hide_banner",
+                "-loglevel",
+                "error",
+                "-i",
+                str(encoded),
+                "-f",
+                "f32le",
+                "-ar",
+                str(sampling_rate),
+                "-ac",
+                str(channels),
+                "pipe:1",
+            ],
+            check=True,
+            capture_output=True,
+        ).stdout
     out = np.frombuffer(decoded, dtype=np.float32).reshape(-1, channels).T
     out = out[0] if audio.ndim == 1 else out
     max_lag = int(MAX_LAG_SECONDS * sampling_rate) if align_delay else 0

@@ -21,15 +21,18 @@ def metric_class(name: str) -> type[evaluate.Metric]:
         def _info(self):
             waveform = datasets.Sequence(datasets.Value("float32"))
             return evaluate.MetricInfo(
-                description=f"{name} between decoded and reference audio ({'higher' if higher_is_better else 'lower'} is better)",
+                description=f"{name} between decoded and reference audio "
+                f"({'higher' if higher_is_better else 'lower'} is better)",
                 citation="Kumar et al. 2023, High-Fidelity Audio Compression with Improved RVQGAN",
                 inputs_description="predictions, references: lists of mono float waveforms; sampling_rate: int",
                 features=datasets.Features({"predictions": waveform, "references": waveform}),
             )
 
         def _compute(self, predictions, references, sampling_rate: int):
-            scores = [function(np.asarray(r, np.float32), np.asarray(p, np.float32), sampling_rate)
-                      for p, r in zip(predictions, references)]
+            scores = [
+                function(np.asarray(r, np.float32), np.asarray(p, np.float32), sampling_rate)
+                for p, r in zip(predictions, references)
+            ]
             return {name: float(np.mean(scores))}
 
     AudioMetric.__name__ = AudioMetric.__qualname__ = "".join(part.title() for part in name.split("_"))

@@ -46,16 +46,30 @@ def _magnitude(audio: np.ndarray, window: int) -> torch.Tensor:
     x = torch.from_numpy(audio)
     if x.shape[-1] <= window // 2:  # reflect padding needs more samples than the pad
         x = torch.nn.functional.pad(x, (0, window // 2 + 1 - x.shape[-1]))
-    spec = torch.stft(x, n_fft=window, hop_length=window // 4, window=torch.hann_window(window, dtype=x.dtype),
-                      center=True, pad_mode="reflect", return_complex=True)
+    spec = torch.stft(
+        x,
+        n_fft=window,
+        hop_length=window // 4,
+        window=torch.hann_window(window, dtype=x.dtype),
+        center=True,
+        pad_mode="reflect",
+        return_complex=True,
+    )
     return spec.abs().transpose(1, 2)
 
 
 @lru_cache(maxsize=64)
 def mel_filters(sampling_rate: int, n_fft: int, n_mels: int) -> torch.Tensor:
     """The slaney mel filter bank of librosa and DAC (fmin 0, fmax sr/2), `(n_mels, n_fft // 2 + 1)` float64."""
-    filters = mel_filter_bank(num_frequency_bins=n_fft // 2 + 1, num_mel_filters=n_mels, min_frequency=0.0,
-                              max_frequency=sampling_rate / 2, sampling_rate=sampling_rate, norm="slaney", mel_scale="slaney")
+    filters = mel_filter_bank(
+        num_frequency_bins=n_fft // 2 + 1,
+        num_mel_filters=n_mels,
+        min_frequency=0.0,
+        max_frequency=sampling_rate / 2,
+        sampling_rate=sampling_rate,
+        norm="slaney",
+        mel_scale="slaney",
+    )
     return torch.from_numpy(filters.T)
 
 
@@ -116,7 +130,8 @@ _VISQOL_APIS: dict = {}
 
 
 def visqol(reference, estimate, sampling_rate: int, mode: str = "audio") -> float:
-    """ViSQOL v3 MOS-LQO (1..5, higher is better): `mode="audio"` at 48 kHz or `"speech"` at 16 kHz (resampled with soxr)."""
+    """ViSQOL v3 MOS-LQO (1..5, higher is better): `mode="audio"` at 48 kHz or `"speech"` at 16 kHz (resampled with
+    soxr)."""
     api_module = _require("visqol", "visqol-python", "visqol")
     if mode not in ("audio", "speech"):
         raise ValueError(f"mode must be 'audio' or 'speech', not {mode!r}")

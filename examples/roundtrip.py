@@ -53,15 +53,19 @@ def main(argv=None):
                 (restored,) = extractor.post_process(decoded, inputs["padding_mask"])
                 sf.write(name, restored, config.sampling_rate, subtype="FLOAT")
                 mel = mel_distance(original, restored, config.sampling_rate)
-                rows.append((clip.name, audio.shape[0] / rate, n, config.n_quantizers_to_kbps(n), codes.shape[-1], mel, name))
+                rows.append(
+                    (clip.name, audio.shape[0] / rate, n, config.n_quantizers_to_kbps(n), codes.shape[-1], mel, name)
+                )
     elapsed = time.perf_counter() - start
 
     print(f"\n{'clip':24} {'seconds':>7} {'codebooks':>9} {'kbps':>6} {'frames':>6} {'mel':>5}  output")
     for clip, seconds, n, kbps, frames, mel, name in rows:
         print(f"{clip:24} {seconds:7.2f} {n:9d} {kbps:6.2f} {frames:6d} {mel:5.2f}  {name}")
     total_audio = sum({row[0]: row[1] for row in rows}.values())
-    print(f"\n{len(clips)} clips, {total_audio:.1f} s of audio, {config.frame_rate:.2f} frames/s; "
-          f"encoding once and decoding {len(CODEBOOKS)} times took {elapsed:.1f} s on {torch.get_num_threads()} threads")
+    print(
+        f"\n{len(clips)} clips, {total_audio:.1f} s of audio, {config.frame_rate:.2f} frames/s; "
+        f"encoding once and decoding {len(CODEBOOKS)} times took {elapsed:.1f} s on {torch.get_num_threads()} threads"
+    )
 
 
 if __name__ == "__main__":

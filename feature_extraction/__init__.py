@@ -13,6 +13,14 @@ AutoFeatureExtractor.register(RvqganConfig, RvqganFeatureExtractor, exist_ok=Tru
 RvqganFeatureExtractor.register_for_auto_class("AutoFeatureExtractor")
 
 __all__ = [
-    "RvqganFeatureExtractor", "AudioError", "check_rate", "validate_audio", "AudioTokenizer", "load_audio", "LAYOUTS",
-    "to_layout", "from_layout", "vocab_size",
+    "RvqganFeatureExtractor",
+    "AudioError",
+    "check_rate",
+    "validate_audio",
+    "AudioTokenizer",
+    "load_audio",
+    "LAYOUTS",
+    "to_layout",
+    "from_layout",
+    "vocab_size",
 ]

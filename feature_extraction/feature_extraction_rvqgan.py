@@ -9,7 +9,6 @@ from transformers.feature_extraction_sequence_utils import SequenceFeatureExtrac
 from transformers.feature_extraction_utils import BatchFeature
 from transformers.utils import logging
 
-
 logger = logging.get_logger(__name__)
 
 CHANNEL_MODES = ("downmix", "separate")

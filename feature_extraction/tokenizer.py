@@ -182,11 +182,15 @@ class AudioTokenizer:
                 batch = self.feature_extractor(
                     [items[i] for i in bucket], sampling_rate=self.sampling_rate, return_tensors="pt"
                 )
-                codes = self.model.encode(
-                    batch["input_values"].to(device),
-                    padding_mask=batch["padding_mask"].to(device),
-                    n_quantizers=self.n_quantizers,
-                ).audio_codes.cpu().numpy()
+                codes = (
+                    self.model.encode(
+                        batch["input_values"].to(device),
+                        padding_mask=batch["padding_mask"].to(device),
+                        n_quantizers=self.n_quantizers,
+                    )
+                    .audio_codes.cpu()
+                    .numpy()
+                )
                 for row, i in enumerate(bucket):
                     out[i] = codes[row, :, : math.ceil(lengths[i] / self.hop_length)]
         return out
@@ -246,9 +250,14 @@ class AudioTokenizer:
         device = self._placed or self.device
         self._place(device)
         with torch.inference_mode():
-            audio = self.model.decode(
-                audio_codes=torch.from_numpy(padded).to(device), padding_mask=torch.from_numpy(mask).to(device)
-            ).audio_values.float().cpu().numpy()
+            audio = (
+                self.model.decode(
+                    audio_codes=torch.from_numpy(padded).to(device), padding_mask=torch.from_numpy(mask).to(device)
+                )
+                .audio_values.float()
+                .cpu()
+                .numpy()
+            )
         out = []
         for i, length in enumerate(lengths):
             length = frames[i] * self.hop_length if length is None else int(length)

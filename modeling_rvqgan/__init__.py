@@ -12,6 +12,12 @@ RvqganConfig.register_for_auto_class()
 RvqganModel.register_for_auto_class("AutoModel")
 
 __all__ = [
-    "RvqganConfig", "RvqganModel", "RvqganPreTrainedModel", "RvqganEncoderOutput", "RvqganDecoderOutput", "RvqganOutput",
-    "ModelLoadError", "load_pretrained",
+    "RvqganConfig",
+    "RvqganModel",
+    "RvqganPreTrainedModel",
+    "RvqganEncoderOutput",
+    "RvqganDecoderOutput",
+    "RvqganOutput",
+    "ModelLoadError",
+    "load_pretrained",
 ]

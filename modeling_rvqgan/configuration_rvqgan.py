@@ -64,12 +64,15 @@ class RvqganConfig(PreTrainedConfig):
             if getattr(self, name) <= 0:
                 raise ValueError(f"`{name}` must be a positive integer, got {getattr(self, name)}.")
         if not self.downsampling_ratios or any(r <= 0 for r in self.downsampling_ratios):
-            raise ValueError(f"`downsampling_ratios` must be a non-empty list of positive integers, got {self.downsampling_ratios}.")
+            raise ValueError(
+                f"`downsampling_ratios` must be a non-empty list of positive integers, got {self.downsampling_ratios}."
+            )
         if self.codebook_size & (self.codebook_size - 1):
             raise ValueError(f"`codebook_size` must be a power of two, got {self.codebook_size}.")
         if self.decoder_hidden_size % 2 ** len(self.downsampling_ratios):
             raise ValueError(
-                f"`decoder_hidden_size` ({self.decoder_hidden_size}) must be divisible by 2**{len(self.downsampling_ratios)}: "
+                f"`decoder_hidden_size` ({self.decoder_hidden_size}) must be divisible by "
+                f"2**{len(self.downsampling_ratios)}: "
                 "it is halved at every upsampling block."
             )
         if not 0 <= self.quantizer_dropout <= 1:

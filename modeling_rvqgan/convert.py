@@ -20,8 +20,16 @@ from .modeling_rvqgan import RvqganModel
 
 # fields RvqganConfig shares with DacConfig
 SHARED_FIELDS = [
-    "encoder_hidden_size", "downsampling_ratios", "decoder_hidden_size", "n_codebooks", "codebook_size",
-    "codebook_dim", "quantizer_dropout", "commitment_loss_weight", "codebook_loss_weight", "sampling_rate",
+    "encoder_hidden_size",
+    "downsampling_ratios",
+    "decoder_hidden_size",
+    "n_codebooks",
+    "codebook_size",
+    "codebook_dim",
+    "quantizer_dropout",
+    "commitment_loss_weight",
+    "codebook_loss_weight",
+    "sampling_rate",
 ]
 RESIDUAL_UNIT = {"0": "snake1", "1": "conv1", "2": "snake2", "3": "conv2"}
 
@@ -97,8 +105,14 @@ def from_descript(path: str | Path) -> RvqganModel:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # UnpicklingError (code, garbage), RuntimeError (a truncated zip), OSError, EOFError
         raise ModelLoadError(f"{path}: not a readable PyTorch checkpoint ({first_line(error)})") from error
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "kwargs" not in checkpoint.get("metadata", {}):
-        raise ModelLoadError(f"{path} is not a DAC checkpoint: expected a dict with 'state_dict' and 'metadata' -> 'kwargs'.")
+    if (
+        not isinstance(checkpoint, dict)
+        or "state_dict" not in checkpoint
+        or "kwargs" not in checkpoint.get("metadata", {})
+    ):
+        raise ModelLoadError(
+            f"{path} is not a DAC checkpoint: expected a dict with 'state_dict' and 'metadata' -> 'kwargs'."
+        )
     try:
         config = config_from_descript(checkpoint["metadata"]["kwargs"])
         n_blocks = len(config.downsampling_ratios)
@@ -123,7 +137,9 @@ def to_dac(model: RvqganModel) -> DacModel:
     """The same weights as a stock transformers DacModel (odd strides there keep the reference's 8-sample loss)."""
     config = model.config
     if config.hidden_size != config.encoder_hidden_size * 2 ** len(config.downsampling_ratios):
-        raise ValueError(f"DacModel cannot express hidden_size={config.hidden_size} (it derives it from encoder_hidden_size).")
+        raise ValueError(
+            f"DacModel cannot express hidden_size={config.hidden_size} (it derives it from encoder_hidden_size)."
+        )
     dac = DacModel(DacConfig(**{name: getattr(config, name) for name in SHARED_FIELDS}))
     load_strict(dac, model.state_dict(), "the RvqganModel")
     return dac.eval()
@@ -133,18 +149,24 @@ def save_rvqgan(model: RvqganModel, out_dir: str | Path):
     from feature_extraction import RvqganFeatureExtractor
 
     model.save_pretrained(out_dir)
-    RvqganFeatureExtractor(sampling_rate=model.config.sampling_rate, hop_length=model.config.hop_length).save_pretrained(out_dir)
+    RvqganFeatureExtractor(
+        sampling_rate=model.config.sampling_rate, hop_length=model.config.hop_length
+    ).save_pretrained(out_dir)
 
 
 def save_dac(dac: DacModel, out_dir: str | Path):
     dac.save_pretrained(out_dir)
-    DacFeatureExtractor(sampling_rate=dac.config.sampling_rate, hop_length=dac.config.hop_length).save_pretrained(out_dir)
+    DacFeatureExtractor(sampling_rate=dac.config.sampling_rate, hop_length=dac.config.hop_length).save_pretrained(
+        out_dir
+    )
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m modeling_rvqgan.convert", description=__doc__.split("\n")[0])
     direction = parser.add_mutually_exclusive_group(required=True)
-    direction.add_argument("--from", dest="source", choices=["descript", "dac"], help="convert into an RvqganModel directory")
+    direction.add_argument(
+        "--from", dest="source", choices=["descript", "dac"], help="convert into an RvqganModel directory"
+    )
     direction.add_argument("--to", dest="target", choices=["dac"], help="convert an RvqganModel directory")
     parser.add_argument("input", help="a DAC .pth file, or a model directory")
     parser.add_argument("output", help="the directory to write")

@@ -118,16 +118,24 @@ class Conv:
         self.step = step
         (self.kernel,), (self.stride,), (self.dilation,) = conv.kernel_size, conv.stride, conv.dilation
         spectral = conv.weight.device.type == "cpu" and dtype == torch.float32 and conv.stride == (1,) and not matrix
-        self.spectrum = weight_spectrum(conv) if spectral and self.kernel >= 7 and conv.in_channels >= SPECTRAL_CHANNELS else None
+        self.spectrum = (
+            weight_spectrum(conv) if spectral and self.kernel >= 7 and conv.in_channels >= SPECTRAL_CHANNELS else None
+        )
         weight = conv.weight.to(dtype)
-        self.weight = weight.flatten(1)[..., None, None] if matrix else weight.unsqueeze(2)  # (C', C * k, 1, 1) or (C', C, 1, k)
+        self.weight = (
+            weight.flatten(1)[..., None, None] if matrix else weight.unsqueeze(2)
+        )  # (C', C * k, 1, 1) or (C', C, 1, k)
         self.bias, self.dtype, self.matrix = conv.bias.to(dtype), dtype, matrix
         self.alpha = None if activation is None else activation.alpha.reshape(-1).float()
         self.inverse = None if activation is None else inverse_alpha(self.alpha)
-        self.snakes = {} if activation is None else {  # by input dtype; kernels are compiled here, in the calling thread
-            d: fused_snake(weight.device.type, d, dtype) if fused else functools.partial(snake, dtype=dtype)
-            for d in {torch.float32, dtype}
-        }
+        self.snakes = (
+            {}
+            if activation is None
+            else {  # by input dtype; kernels are compiled here, in the calling thread
+                d: fused_snake(weight.device.type, d, dtype) if fused else functools.partial(snake, dtype=dtype)
+                for d in {torch.float32, dtype}
+            }
+        )
 
     def size(self, n):
         """Output length for input length `n` (an int, or a tensor of lengths)."""
@@ -204,7 +212,15 @@ class Residual:
 
     def __call__(self, hidden_states, low, high, size, lengths):
         offset = max(0, self.needs(low, high)[0])
-        branch = run(self.steps, hidden_states, offset, [size] * (len(self.steps) + 1), [lengths] * (len(self.steps) + 1), low, high)
+        branch = run(
+            self.steps,
+            hidden_states,
+            offset,
+            [size] * (len(self.steps) + 1),
+            [lengths] * (len(self.steps) + 1),
+            low,
+            high,
+        )
         return hidden_states[:, low - offset : high - offset] + branch  # float32
 
 
@@ -224,7 +240,13 @@ def stages(steps: list, per_frame: int, dtype: torch.dtype, fused: bool) -> list
     out = []
     for index, step in enumerate(steps):
         conv = getattr(step, "conv", None)
-        after = per_frame if conv is None else per_frame * conv.stride[0] if conv.transposed else per_frame // conv.stride[0]
+        after = (
+            per_frame
+            if conv is None
+            else per_frame * conv.stride[0]
+            if conv.transposed
+            else per_frame // conv.stride[0]
+        )
         low = after <= LOW_RATE
         matrix = low and conv is not None and (conv.stride != (1,) or per_frame == after == 1)
         tiled = tiler_step(step, dtype if index < len(steps) - 1 else torch.float32, fused, matrix)
@@ -255,7 +277,9 @@ def run(steps: list, inputs: torch.Tensor, offset: int, sizes: list[int], length
     return hidden_states
 
 
-def run_tiled(stages: list[tuple[float, list]], inputs: torch.Tensor, lengths: torch.Tensor | None, rate: float, threads: int):
+def run_tiled(
+    stages: list[tuple[float, list]], inputs: torch.Tensor, lengths: torch.Tensor | None, rate: float, threads: int
+):
     """The steps of `stages` applied in turn to (B, T, C) `inputs`: (B, T', C') at `rate` positions per second.
     `lengths` (B,): valid input positions per item, or None. Called within `run_pass`.
 
@@ -273,7 +297,9 @@ def run_tiled(stages: list[tuple[float, list]], inputs: torch.Tensor, lengths: t
 
     @in_this_threads_modes  # grad mode is per thread
     def tile(first: int, last: int, hidden_states, offset: int, low: int, high: int):
-        return run(steps[first:last], hidden_states, offset, sizes[first : last + 1], all_lengths[first : last + 1], low, high)
+        return run(
+            steps[first:last], hidden_states, offset, sizes[first : last + 1], all_lengths[first : last + 1], low, high
+        )
 
     outputs = inputs.new_empty(inputs.shape[0], sizes[-1], steps[-1].weight.shape[0], dtype=torch.float32)
     block = max(1, round(BLOCK_SECONDS * threads * rate))
@@ -291,8 +317,15 @@ def run_tiled(stages: list[tuple[float, list]], inputs: torch.Tensor, lengths: t
     return outputs
 
 
-def encode_latents(encoder: nn.Module, input_values: torch.Tensor, lengths: torch.Tensor | None, hop_length: int,
-                   frame_rate: float, fused: bool, threads: int):
+def encode_latents(
+    encoder: nn.Module,
+    input_values: torch.Tensor,
+    lengths: torch.Tensor | None,
+    hop_length: int,
+    frame_rate: float,
+    fused: bool,
+    threads: int,
+):
     """`encoder(input_values, lengths)` tile by tile, in float32, with fused Snakes if `fused`:
     (B, 1, T) -> (B, hidden_size, T / hop_length)."""
     tiled = stages(encoder.steps, hop_length, torch.float32, fused)
@@ -300,8 +333,14 @@ def encode_latents(encoder: nn.Module, input_values: torch.Tensor, lengths: torc
     return latents.transpose(1, 2).contiguous()  # the quantizer's 1x1 convolutions take 2x longer on a strided input
 
 
-def decode_latents(decoder: nn.Module, quantized: torch.Tensor, frames: torch.Tensor | None, sampling_rate: float,
-                   dtype: torch.dtype, threads: int):
+def decode_latents(
+    decoder: nn.Module,
+    quantized: torch.Tensor,
+    frames: torch.Tensor | None,
+    sampling_rate: float,
+    dtype: torch.dtype,
+    threads: int,
+):
     """`decoder(quantized, frames)` tile by tile, all convolutions but the last in `dtype`, with fused Snakes unless
     `dtype` is float32: (B, hidden_size, T') -> (B, 1, T' * hop_length)."""
     tiled = stages(decoder.steps, 1, dtype, dtype != torch.float32)

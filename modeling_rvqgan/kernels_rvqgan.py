@@ -44,7 +44,7 @@ def fused_snake(device_type: str, input_dtype: torch.dtype, dtype: torch.dtype):
         graph = make_fx(functionalize(eager), tracing_mode="symbolic")(*example)  # symbolic sizes: one kernel for all
         return torch._inductor.compile(graph, list(example), options={"cpp_wrapper": True})
     except Exception as error:  # no C++ compiler, say
-        warnings.warn(f"Snake activations run unfused (slower): TorchInductor failed with {error!r}")
+        warnings.warn(f"Snake activations run unfused (slower): TorchInductor failed with {error!r}", stacklevel=2)
         return eager
 
 

@@ -17,7 +17,6 @@ from torch import nn
 
 from .configuration_rvqgan import RvqganConfig
 
-
 RESIDUAL_KERNEL_SIZE = 7  # of the residual units' dilated convolutions
 DILATIONS = (1, 3, 9)  # of the three residual units of a block
 
@@ -69,7 +68,9 @@ def output_size(conv: nn.Conv1d | nn.ConvTranspose1d, n):
 def input_span(conv: nn.Conv1d | nn.ConvTranspose1d, low: int, high: int) -> tuple[int, int]:
     """The input positions [a, b) that outputs [low, high) of `conv` read (beyond the input's ends: zero padding)."""
     (kernel,), (stride,), (padding,), (dilation,) = conv.kernel_size, conv.stride, conv.padding, conv.dilation
-    if isinstance(conv, nn.ConvTranspose1d):  # output o reads input i through tap j where o = i * stride - padding + j * dilation
+    if isinstance(
+        conv, nn.ConvTranspose1d
+    ):  # output o reads input i through tap j where o = i * stride - padding + j * dilation
         return -(-(low + padding - dilation * (kernel - 1)) // stride), (high - 1 + padding) // stride + 1
     return low * stride - padding, (high - 1) * stride - padding + dilation * (kernel - 1) + 1
 
@@ -146,7 +147,9 @@ class RvqganEncoderBlock(nn.Module):
         super().__init__()
         self.res_unit1, self.res_unit2, self.res_unit3 = (RvqganResidualUnit(channels // 2, d) for d in DILATIONS)
         self.snake1 = Snake1d(channels // 2)
-        self.conv1 = nn.Conv1d(channels // 2, channels, kernel_size=2 * stride, stride=stride, padding=math.ceil(stride / 2))
+        self.conv1 = nn.Conv1d(
+            channels // 2, channels, kernel_size=2 * stride, stride=stride, padding=math.ceil(stride / 2)
+        )
 
     @property
     def steps(self) -> list:

@@ -39,7 +39,9 @@ def load_pretrained(model_class: type[PreTrainedModel], name_or_path, **kwargs) 
         raise ModelLoadError(f"{name_or_path}: cannot load the model ({reason})") from error
     finally:
         logging.set_verbosity(verbosity)
-    problems = [_listed(kind, info[f"{kind}_keys"]) for kind in ("missing", "unexpected", "mismatched") if info[f"{kind}_keys"]]
+    problems = [
+        _listed(kind, info[f"{kind}_keys"]) for kind in ("missing", "unexpected", "mismatched") if info[f"{kind}_keys"]
+    ]
     problems += [first_line(message) for message in info.get("error_msgs", [])]
     if problems:
         raise ModelLoadError(f"{name_or_path}: model.safetensors does not fit config.json: {'; '.join(problems)}")

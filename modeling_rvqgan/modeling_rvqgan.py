@@ -64,7 +64,13 @@ class RvqganOutput(ModelOutput):
     projected_latents: torch.Tensor | None = None
     commitment_loss: torch.Tensor | None = None
     codebook_loss: torch.Tensor | None = None
-    tuple_fields: ClassVar[tuple[str, ...]] = ("loss", "audio_values", "quantized_representation", "audio_codes", "projected_latents")
+    tuple_fields: ClassVar[tuple[str, ...]] = (
+        "loss",
+        "audio_values",
+        "quantized_representation",
+        "audio_codes",
+        "projected_latents",
+    )
 
 
 def model_output(output_class: type[ModelOutput], return_dict: bool, **fields) -> ModelOutput | tuple:
@@ -208,8 +214,9 @@ class RvqganModel(RvqganPreTrainedModel):
             if threads is None:
                 latents = self.encoder(input_values, lengths)
             else:  # float32 codes
-                latents = encode_latents(self.encoder, input_values, lengths, self.config.hop_length, self.config.frame_rate,
-                                         fused, threads)
+                latents = encode_latents(
+                    self.encoder, input_values, lengths, self.config.hop_length, self.config.frame_rate, fused, threads
+                )
             frame_mask = length_mask(frames, latents.shape[-1])
             return frame_mask, self.quantizer(latents, n_quantizers, frame_mask)
 
@@ -221,7 +228,8 @@ class RvqganModel(RvqganPreTrainedModel):
         return model_output(
             RvqganEncoderOutput,
             return_dict,
-            loss=self.config.commitment_loss_weight * commitment_loss + self.config.codebook_loss_weight * codebook_loss,
+            loss=self.config.commitment_loss_weight * commitment_loss
+            + self.config.codebook_loss_weight * codebook_loss,
             quantized_representation=quantized,
             audio_codes=codes,
             projected_latents=projected_latents,

@@ -29,8 +29,12 @@ class RvqganVectorQuantize(nn.Module):
         projected_latents = self.in_proj(hidden_states)
         codes = self.nearest_codes(projected_latents)
         quantized_latents = self.codebook(codes).transpose(1, 2)
-        commitment_loss = masked_mean(F.mse_loss(projected_latents, quantized_latents.detach(), reduction="none"), frame_mask)
-        codebook_loss = masked_mean(F.mse_loss(quantized_latents, projected_latents.detach(), reduction="none"), frame_mask)
+        commitment_loss = masked_mean(
+            F.mse_loss(projected_latents, quantized_latents.detach(), reduction="none"), frame_mask
+        )
+        codebook_loss = masked_mean(
+            F.mse_loss(quantized_latents, projected_latents.detach(), reduction="none"), frame_mask
+        )
         # straight-through estimator: the forward value is the codebook vector, the gradient goes to the encoder
         quantized_latents = projected_latents + (quantized_latents - projected_latents).detach()
         return self.out_proj(quantized_latents), codes, projected_latents, commitment_loss, codebook_loss
@@ -56,7 +60,9 @@ class RvqganResidualVectorQuantizer(nn.Module):
         self.quantizers = nn.ModuleList(RvqganVectorQuantize(config) for _ in range(config.n_codebooks))
         self.quantizer_dropout = config.quantizer_dropout
 
-    def forward(self, hidden_states: torch.Tensor, n_quantizers: int | None = None, frame_mask: torch.Tensor | None = None):
+    def forward(
+        self, hidden_states: torch.Tensor, n_quantizers: int | None = None, frame_mask: torch.Tensor | None = None
+    ):
         """Quantize (B, hidden_size, T) latents.
 
         `n_quantizers` codebooks are used when given, in training too. Otherwise all codebooks run and, in
@@ -94,7 +100,9 @@ class RvqganResidualVectorQuantizer(nn.Module):
     def from_codes(self, audio_codes: torch.Tensor) -> torch.Tensor:
         """(B, n_q, T) codes of the first n_q codebooks -> quantized representation (B, hidden_size, T)."""
         if not 1 <= audio_codes.shape[1] <= len(self.quantizers):
-            raise ValueError(f"`audio_codes` must have 1 to {len(self.quantizers)} codebooks, got shape {tuple(audio_codes.shape)}.")
+            raise ValueError(
+                f"`audio_codes` must have 1 to {len(self.quantizers)} codebooks, got shape {tuple(audio_codes.shape)}."
+            )
         quantized = 0
         for quantizer, codes in zip(self.quantizers, audio_codes.unbind(1)):
             quantized = quantized + quantizer.out_proj(quantizer.codebook(codes).transpose(1, 2))

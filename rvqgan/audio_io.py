@@ -47,8 +47,9 @@ def open_audio(path: str | Path) -> Iterator[sf.SoundFile]:
 
 
 def iter_blocks(file: sf.SoundFile) -> Iterator[np.ndarray]:
-    """The audio of an open file from its start, as float32 `(channels, n)` blocks of BLOCK_SECONDS. Raises AudioFileError (without
-    the file name) for a file without samples, NaN or infinite values, or data that cannot be decoded."""
+    """The audio of an open file from its start, as float32 `(channels, n)` blocks of BLOCK_SECONDS. Raises
+    AudioFileError (without the file name) for a file without samples, NaN or infinite values, or data that cannot be
+    decoded."""
     file.seek(0)
     empty = True
     try:
@@ -75,7 +76,8 @@ def _decode_with_ffmpeg(path: Path, soundfile_error: Exception, wav: Path) -> Pa
         raise AudioFileError(f"{path}: unreadable audio ({soundfile_error}); install ffmpeg for other formats")
     result = subprocess.run(
         ["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-vn", "-c:a", "pcm_f32le", str(wav)],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     if result.returncode != 0 or not wav.exists():
         reason = (result.stderr.strip().splitlines() or ["ffmpeg could not decode it"])[-1]

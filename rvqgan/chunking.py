@@ -1,4 +1,5 @@
-"""Windowed encoding and decoding whose output equals a whole-file `encode` / `decode`, with memory bounded by the window.
+"""Windowed encoding and decoding whose output equals a whole-file `encode` / `decode`, with memory bounded by the
+window.
 
 DAC's own chunked mode (`padding=False`, SPEC section 5.4, issues #39/#45) gives codes that depend on the window and
 a frame rate above `sampling_rate / hop_length`. Here each window is aligned on the hop grid and padded with as

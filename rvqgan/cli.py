@@ -1,8 +1,8 @@
 """`rvqgan`: compress audio files into `.rvq` files and back.
 
-    rvqgan encode INPUT... -o OUT [--model ID_OR_DIR] [--kbps K | --n-quantizers N] [--no-entropy]
-    rvqgan decode FILE... -o OUT [--format wav|flac]
-    rvqgan info FILE...
+rvqgan encode INPUT... -o OUT [--model ID_OR_DIR] [--kbps K | --n-quantizers N] [--no-entropy]
+rvqgan decode FILE... -o OUT [--format wav|flac]
+rvqgan info FILE...
 """
 
 import argparse
@@ -13,7 +13,15 @@ from pathlib import Path
 import transformers
 from tqdm.auto import tqdm
 
-from .audio_io import AudioFileError, check_regular, iter_blocks, open_audio, refuse_existing, write_atomically, write_audio
+from .audio_io import (
+    AudioFileError,
+    check_regular,
+    iter_blocks,
+    open_audio,
+    refuse_existing,
+    write_atomically,
+    write_audio,
+)
 from .codec import compress_blocks, decompress_blocks
 from .container import RvqFormatError, read
 from .models import load_model
@@ -55,10 +63,20 @@ def encode(args) -> int:
         try:
             refuse_existing(target, args.force)  # before the work
             with open_audio(source) as file:
-                data = compress_blocks(model, lambda: iter_blocks(file), file.samplerate, file.channels,
-                                       file.frames / file.samplerate, n_quantizers, None, not args.no_entropy,
-                                       not args.no_normalize, identity, not args.quiet)
-            write_atomically(target, lambda tmp: Path(tmp).write_bytes(data), args.force)
+                data = compress_blocks(
+                    model,
+                    lambda: iter_blocks(file),
+                    file.samplerate,
+                    file.channels,
+                    file.frames / file.samplerate,
+                    n_quantizers,
+                    None,
+                    not args.no_entropy,
+                    not args.no_normalize,
+                    identity,
+                    not args.quiet,
+                )
+            write_atomically(target, lambda tmp: Path(tmp).write_bytes(data), args.force)  # noqa: B023 (called here)
         except (AudioFileError, RvqFormatError, ValueError) as error:
             failures += report(source, error)
     return 1 if failures else 0
@@ -87,9 +105,12 @@ def info(args) -> int:
             failures += report(path, error)
             continue
         seconds = header.original_length / header.sample_rate
-        print(f"{path}: model {header.model_id}, {header.sample_rate} Hz, {header.channels} channel(s), {seconds:.3f} s, "
-              f"{header.n_q} codebooks x {header.frames} frames, {'entropy-coded' if header.entropy_coded else 'bit-packed'}, "
-              f"{8 * len(data) / seconds / 1000:.3f} kbps on disk")
+        print(
+            f"{path}: model {header.model_id}, {header.sample_rate} Hz, {header.channels} channel(s), {seconds:.3f} s, "
+            f"{header.n_q} codebooks x {header.frames} frames, "
+            f"{'entropy-coded' if header.entropy_coded else 'bit-packed'}, "
+            f"{8 * len(data) / seconds / 1000:.3f} kbps on disk"
+        )
     return 1 if failures else 0
 
 
@@ -107,9 +128,14 @@ def report(path: Path, error: Exception) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    main = argparse.ArgumentParser(prog="rvqgan", description="Neural audio compression with the Improved RVQGAN codec.")
+    main = argparse.ArgumentParser(
+        prog="rvqgan", description="Neural audio compression with the Improved RVQGAN codec."
+    )
     commands = main.add_subparsers(dest="command", required=True)
-    for name, help_text in (("encode", "audio files or folders -> .rvq files"), ("decode", ".rvq files or folders -> audio files")):
+    for name, help_text in (
+        ("encode", "audio files or folders -> .rvq files"),
+        ("decode", ".rvq files or folders -> audio files"),
+    ):
         command = commands.add_parser(name, help=help_text)
         command.add_argument("inputs", nargs="+", metavar="INPUT")
         command.add_argument("-o", "--output", required=True, help="output folder")

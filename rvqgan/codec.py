@@ -66,7 +66,12 @@ def compress_blocks(
     gained = (apply_gain(b, gain_db) for b in resampled(counted(), sampling_rate, config.sampling_rate, channels))
     windows = encode_stream(model, (torch.from_numpy(b)[:, None].to(device) for b in gained), n_quantizers)
     chunks = []
-    with tqdm(total=seconds, unit="s", disable=not progress, bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s [{elapsed}<{remaining}]") as bar:
+    with tqdm(
+        total=seconds,
+        unit="s",
+        disable=not progress,
+        bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s [{elapsed}<{remaining}]",
+    ) as bar:
         for window in windows:
             chunks.append(window.cpu())
             bar.update(window.shape[-1] / config.frame_rate)
@@ -107,18 +112,34 @@ def compress(
     audio = validate_audio(audio)
     audio = audio[None] if audio.ndim == 1 else audio
     sampling_rate = check_rate(sampling_rate)
-    return compress_blocks(model, lambda: [audio], sampling_rate, audio.shape[0], audio.shape[-1] / sampling_rate,
-                           n_quantizers, kbps, entropy, normalize, identity, progress)
+    return compress_blocks(
+        model,
+        lambda: [audio],
+        sampling_rate,
+        audio.shape[0],
+        audio.shape[-1] / sampling_rate,
+        n_quantizers,
+        kbps,
+        entropy,
+        normalize,
+        identity,
+        progress,
+    )
 
 
-def decompress_blocks(model: RvqganModel, data: bytes, identity: str | None = None, progress: bool = False) -> tuple[RvqHeader, Iterator[np.ndarray]]:
+def decompress_blocks(
+    model: RvqganModel, data: bytes, identity: str | None = None, progress: bool = False
+) -> tuple[RvqHeader, Iterator[np.ndarray]]:
     """`.rvq` bytes -> the header, and the audio as consecutive float32 `(channels, n)` blocks at the original rate
     (together exactly the original length), decoded as they are read. Every header field is checked before any
     audio is made: RvqFormatError."""
     header, codes = read(data)
     identity = model_identity(model) if identity is None else identity
     if header.model_id.split("@")[-1] != identity.split("@")[-1]:
-        raise RvqFormatError(f"made by model {header.model_id!r}, not by {identity!r}: decode it with --model {header.model_id.split('@')[0]}")
+        raise RvqFormatError(
+            f"made by model {header.model_id!r}, not by {identity!r}: "
+            f"decode it with --model {header.model_id.split('@')[0]}"
+        )
     config = model.config
     if header.bits != config.bits_per_codebook or header.n_q > config.n_codebooks:
         raise RvqFormatError(f"{header.n_q} codebooks of {header.bits} bits do not fit this model")
@@ -126,7 +147,10 @@ def decompress_blocks(model: RvqganModel, data: bytes, identity: str | None = No
     device = next(model.parameters()).device
 
     def blocks() -> Iterator[np.ndarray]:
-        decoded = (audio.cpu().numpy() for audio in iter_decode(model, torch.from_numpy(codes).long().to(device), progress=progress))
+        decoded = (
+            audio.cpu().numpy()
+            for audio in iter_decode(model, torch.from_numpy(codes).long().to(device), progress=progress)
+        )
         left = header.original_length
         for block in resampled(decoded, config.sampling_rate, header.sample_rate, header.channels):
             if left > 0 and block.shape[-1]:
@@ -138,7 +162,9 @@ def decompress_blocks(model: RvqganModel, data: bytes, identity: str | None = No
     return header, blocks()
 
 
-def decompress(model: RvqganModel, data: bytes, identity: str | None = None, progress: bool = False) -> tuple[np.ndarray, int]:
+def decompress(
+    model: RvqganModel, data: bytes, identity: str | None = None, progress: bool = False
+) -> tuple[np.ndarray, int]:
     """`.rvq` bytes -> float32 `(channels, samples)` audio at the original rate and exact length, and that rate."""
     header, blocks = decompress_blocks(model, data, identity, progress)
     return np.concatenate(list(blocks), axis=1), header.sample_rate

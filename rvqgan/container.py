@@ -56,8 +56,13 @@ class RvqHeader:
 
 def _problem(header: RvqHeader) -> str | None:
     """What is wrong with a header's fields, or None."""
-    limits = {"channels": (1, 0xFFFF), "sample_rate": (1, MAX_SAMPLE_RATE), "original_length": (1, (1 << 64) - 1),
-              "n_q": (1, 0xFF), "frames": (0, 0xFFFFFFFF)}
+    limits = {
+        "channels": (1, 0xFFFF),
+        "sample_rate": (1, MAX_SAMPLE_RATE),
+        "original_length": (1, (1 << 64) - 1),
+        "n_q": (1, 0xFF),
+        "frames": (0, 0xFFFFFFFF),
+    }
     for name, (low, high) in limits.items():
         if not low <= getattr(header, name) <= high:
             return f"{name} = {getattr(header, name)} is out of range [{low}, {high}]"
@@ -86,8 +91,17 @@ def write(header: RvqHeader, codes) -> bytes:
         raise ValueError(f"codes have shape {codes.shape}, the header says {shape}")
     payload = entropy_encode(codes, header.bits) if header.entropy_coded else pack_bits(codes, header.bits)
     model_id = header.model_id.encode()
-    fields = (header.channels, header.sample_rate, header.original_length, header.n_q, header.bits, header.frames,
-              header.gain_db, _ENTROPY_CODED * header.entropy_coded, len(model_id))
+    fields = (
+        header.channels,
+        header.sample_rate,
+        header.original_length,
+        header.n_q,
+        header.bits,
+        header.frames,
+        header.gain_db,
+        _ENTROPY_CODED * header.entropy_coded,
+        len(model_id),
+    )
     body = _PREFIX.pack(MAGIC, FORMAT_VERSION) + _FIELDS.pack(*fields) + model_id + _U32.pack(len(payload)) + payload
     return body + _U32.pack(zlib.crc32(body))
 
@@ -97,8 +111,10 @@ def check_span(header: RvqHeader, frame_samples: float) -> None:
     give or take the frame that resampling can add or take."""
     span = (header.frames - 2) * frame_samples < header.original_length <= (header.frames + 1) * frame_samples
     if header.frames == 0 or not span:
-        raise RvqFormatError(f"original_length = {header.original_length} samples does not fit {header.frames} frames "
-                             f"of {frame_samples:g} samples")
+        raise RvqFormatError(
+            f"original_length = {header.original_length} samples does not fit {header.frames} frames "
+            f"of {frame_samples:g} samples"
+        )
 
 
 def _need(data: bytes, end: int) -> None:

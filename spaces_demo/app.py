@@ -30,8 +30,14 @@ MIN_SECONDS = 0.1
 MAX_ROWS = 8  # decoded versions shown at once
 MAX_QUEUE = 20
 DEFAULT_CODEBOOKS = (2, 3, 6, 9)
-CLASSIC = {"Opus 6 kbps": ("opus", 6), "Opus 8 kbps": ("opus", 8), "Opus 12 kbps": ("opus", 12),
-           "Opus 16 kbps": ("opus", 16), "MP3 16 kbps": ("mp3", 16), "MP3 32 kbps": ("mp3", 32)}
+CLASSIC = {
+    "Opus 6 kbps": ("opus", 6),
+    "Opus 8 kbps": ("opus", 8),
+    "Opus 12 kbps": ("opus", 12),
+    "Opus 16 kbps": ("opus", 16),
+    "MP3 16 kbps": ("mp3", 16),
+    "MP3 32 kbps": ("mp3", 32),
+}
 DEFAULT_CLASSIC = ["Opus 6 kbps", "Opus 8 kbps"]
 HAS_VISQOL = importlib.util.find_spec("visqol") is not None
 VISQOL_MIN_SECONDS = 1.0  # ViSQOL refuses shorter clips
@@ -138,8 +144,9 @@ def measure(audio: np.ndarray, rate: int, versions: list, metric_names: list[str
         sf.write(work / f"{i}.wav", decoded, rate, subtype="FLOAT")
         true_kbps = 8 * size / seconds / 1000
         scores = {METRIC_COLUMNS[n]: metrics.METRICS[n][0](audio, decoded, rate) for n in metric_names}
-        rows.append({"codec": codec, "setting": setting, "kbps": kbps, "kbps on disk": true_kbps, "bytes": size,
-                     **scores})
+        rows.append(
+            {"codec": codec, "setting": setting, "kbps": kbps, "kbps on disk": true_kbps, "bytes": size, **scores}
+        )
         label = f"{title} ({true_kbps:.2f} kbps on disk)"
         players.append(gr.update(value=str(work / f"{i}.wav"), label=label, visible=True))
         spectrogram = mel_db(decoded, rate)
@@ -162,7 +169,7 @@ def build_demo(models: list[str] | None = None) -> gr.Blocks:
         choices = [(f"{k} · {config.n_quantizers_to_kbps(k):.2f} kbps", k) for k in range(1, config.n_codebooks + 1)]
         return dict(choices=choices, value=[k for k in DEFAULT_CODEBOOKS if k <= config.n_codebooks])
 
-    def compare(clip, model, codebooks, classic, difference, visqol, progress=gr.Progress()):
+    def compare(clip, model, codebooks, classic, difference, visqol, progress=gr.Progress()):  # noqa: B008 (Gradio's convention)
         """Code the clip at every chosen setting and measure each; the outputs are listed below."""
         if not clip:
             raise fail("Upload, record or pick an example clip first.")
@@ -181,13 +188,23 @@ def build_demo(models: list[str] | None = None) -> gr.Blocks:
         table, original, players, mels, diffs = measure(audio, rate, versions, metric_names, work, progress)
         table.to_csv(work / "comparison.csv", index=False)
         hidden = [gr.update(value=None, visible=False)] * (MAX_ROWS - len(versions))
-        return (describe(identity, codec_model, notices), table.style.format(precision=3), str(work / "comparison.csv"),
-                *original, *players, *hidden, *show_images(difference, (mels, diffs)), (mels, diffs))
+        return (
+            describe(identity, codec_model, notices),
+            table.style.format(precision=3),
+            str(work / "comparison.csv"),
+            *original,
+            *players,
+            *hidden,
+            *show_images(difference, (mels, diffs)),
+            (mels, diffs),
+        )
 
     with gr.Blocks(title="RVQGAN: what each bitrate costs", delete_cache=(KEEP_SECONDS, KEEP_SECONDS)) as demo:
-        gr.Markdown("# RVQGAN: what each bitrate costs\nCode a clip at several bitrates of the neural codec and of "
-                    "Opus / MP3, then listen, look and measure. Clips longer than "
-                    f"{MAX_SECONDS} s are trimmed; stereo is mixed down to mono.")
+        gr.Markdown(
+            "# RVQGAN: what each bitrate costs\nCode a clip at several bitrates of the neural codec and of "
+            "Opus / MP3, then listen, look and measure. Clips longer than "
+            f"{MAX_SECONDS} s are trimmed; stereo is mixed down to mono."
+        )
         with gr.Row():
             with gr.Column():
                 clip = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Clip", elem_id="clip")
@@ -203,8 +220,11 @@ def build_demo(models: list[str] | None = None) -> gr.Blocks:
                     visqol = gr.Checkbox(HAS_VISQOL, label="ViSQOL (slower)", interactive=HAS_VISQOL)
                 run = gr.Button("Compare", variant="primary")
         notice = gr.Markdown(label="Notices", elem_id="notice")
-        table = gr.Dataframe(label="Metrics: mel distance (lower is better), SI-SDR and ViSQOL (higher is better)",
-                             interactive=False, elem_id="metrics")
+        table = gr.Dataframe(
+            label="Metrics: mel distance (lower is better), SI-SDR and ViSQOL (higher is better)",
+            interactive=False,
+            elem_id="metrics",
+        )
         csv = gr.File(label="Table as CSV")
         with gr.Row():
             original = gr.Audio(type="filepath", label="Original (mono, as measured)", scale=1)
@@ -212,18 +232,28 @@ def build_demo(models: list[str] | None = None) -> gr.Blocks:
         players, images = [], []
         for i in range(1, MAX_ROWS + 1):
             with gr.Row():
-                players.append(gr.Audio(type="filepath", label=f"Version {i}", visible=False, scale=1,
-                                        elem_id=f"player-{i}"))
-                images.append(gr.Image(type="filepath", label=f"Spectrogram {i}", show_label=False, visible=False,
-                                       scale=2, elem_id=f"image-{i}"))
+                players.append(
+                    gr.Audio(type="filepath", label=f"Version {i}", visible=False, scale=1, elem_id=f"player-{i}")
+                )
+                images.append(
+                    gr.Image(
+                        type="filepath",
+                        label=f"Spectrogram {i}",
+                        show_label=False,
+                        visible=False,
+                        scale=2,
+                        elem_id=f"image-{i}",
+                    )
+                )
         spectrograms = gr.State(([], []))
 
         inputs = [clip, model_name, codebooks, classic, difference, visqol]
         outputs = [notice, table, csv, original, original_image, *players, *images, spectrograms]
         run.click(compare, inputs, outputs, api_name="compare", concurrency_limit=1)
         difference.change(show_images, [difference, spectrograms], images, api_visibility="private")
-        model_name.change(lambda name: gr.update(**codebook_choices(name)), model_name, codebooks,
-                          api_visibility="private")
+        model_name.change(
+            lambda name: gr.update(**codebook_choices(name)), model_name, codebooks, api_visibility="private"
+        )
     return demo.queue(max_size=MAX_QUEUE)
 
 
@@ -237,8 +267,10 @@ def show_images(difference: bool, spectrograms: tuple[list[str], list[str]]) -> 
 def describe(identity: str, model, notices: list[str]) -> str:
     """The model and the notices, as Markdown."""
     config = model.config
-    lines = [f"**Model** `{identity}`: {config.sampling_rate} Hz, {config.n_codebooks} codebooks of "
-             f"{config.codebook_size} codes at {config.frame_rate:.2f} Hz."]
+    lines = [
+        f"**Model** `{identity}`: {config.sampling_rate} Hz, {config.n_codebooks} codebooks of "
+        f"{config.codebook_size} codes at {config.frame_rate:.2f} Hz."
+    ]
     return "\n\n".join(lines + notices)
 
 

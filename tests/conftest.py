@@ -12,8 +12,15 @@ EXAMPLES = Path(__file__).parent.parent / "examples" / "audio"
 ALSA_SPEECH = Path("/usr/share/sounds/alsa/Front_Center.wav")
 
 # hop 32, 4 codebooks of 64: runs in milliseconds
-TINY = dict(encoder_hidden_size=8, downsampling_ratios=[2, 4, 4], decoder_hidden_size=32, n_codebooks=4,
-            codebook_size=64, codebook_dim=4, sampling_rate=16000)
+TINY = dict(
+    encoder_hidden_size=8,
+    downsampling_ratios=[2, 4, 4],
+    decoder_hidden_size=32,
+    n_codebooks=4,
+    codebook_size=64,
+    codebook_dim=4,
+    sampling_rate=16000,
+)
 
 
 @pytest.fixture

@@ -3,12 +3,12 @@
 Run the unmodified client against it with ``HF_ENDPOINT=hub.url`` and ``HF_HUB_DISABLE_XET=1`` (both are read
 when huggingface_hub is imported; or pass ``endpoint=hub.url`` to ``HfApi``/``hf_hub_download``). Stdlib only.
 
-Model repos only, no auth checks (a token is only needed for whoami). Each commit is an immutable snapshot
-{path: entry}; each branch (``main`` first, more with create_branch) points to its latest commit; a revision is "main" or a commit sha (or a
-unique prefix of one). A new repo gets an initial commit holding ``.gitattributes``, like the real Hub. Files matching
-its ``filter=lfs`` patterns, files >= 10 MiB and binary files (a NUL byte in the first 512 bytes) are LFS: the client
-uploads them through the LFS batch API with a PUT back to this server, and the commit references them by sha256.
-Blobs live in `root`/blobs (by sha256) and the repos in `root`/state.json, so a new LoopbackHub on the same root
+Model repos only, no auth checks (a token is only needed for whoami). Each commit is an immutable snapshot {path:
+entry}; each branch (``main`` first, more with create_branch) points to its latest commit; a revision is "main" or a
+commit sha (or a unique prefix of one). A new repo gets an initial commit holding ``.gitattributes``, like the real Hub.
+Files matching its ``filter=lfs`` patterns, files >= 10 MiB and binary files (a NUL byte in the first 512 bytes) are
+LFS: the client uploads them through the LFS batch API with a PUT back to this server, and the commit references them by
+sha256. Blobs live in `root`/blobs (by sha256) and the repos in `root`/state.json, so a new LoopbackHub on the same root
 serves the same repos.
 
 Endpoints (what the client calls them for):
@@ -48,9 +48,11 @@ USER = "test-user"
 LFS_THRESHOLD = 10 * 1024 * 1024
 GITATTRIBUTES = "".join(
     f"{pattern} filter=lfs diff=lfs merge=lfs -text\n"
-    for pattern in ("*.7z *.arrow *.bin *.bz2 *.ckpt *.ftz *.gz *.h5 *.joblib *.lfs.* *.mlmodel *.model *.msgpack "
-                    "*.npy *.npz *.onnx *.ot *.parquet *.pb *.pickle *.pkl *.pt *.pth *.rar *.safetensors "
-                    "saved_model/**/* *.tar.* *.tar *.tflite *.tgz *.wasm *.xz *.zip *.zst *tfevents*").split()
+    for pattern in (
+        "*.7z *.arrow *.bin *.bz2 *.ckpt *.ftz *.gz *.h5 *.joblib *.lfs.* *.mlmodel *.model *.msgpack "
+        "*.npy *.npz *.onnx *.ot *.parquet *.pb *.pickle *.pkl *.pt *.pth *.rar *.safetensors "
+        "saved_model/**/* *.tar.* *.tar *.tflite *.tgz *.wasm *.xz *.zip *.zst *tfevents*"
+    ).split()
 )
 
 
@@ -89,7 +91,7 @@ class LoopbackHub:
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
         self._thread: threading.Thread | None = None
 
-    def __enter__(self) -> "LoopbackHub":
+    def __enter__(self) -> LoopbackHub:
         serve = lambda: self._server.serve_forever(poll_interval=0.05)  # noqa: E731  (fast shutdown)
         self._thread = threading.Thread(target=serve, name="loopback-hub", daemon=True)
         self._thread.start()
@@ -139,15 +141,26 @@ class LoopbackHub:
 
     def _entry(self, data: bytes, lfs: bool) -> dict:
         sha256 = self._put_blob(data)
-        return {"sha256": sha256, "size": len(data), "lfs": lfs,
-                "oid": _git_oid(_lfs_pointer(sha256, len(data)) if lfs else data)}
+        return {
+            "sha256": sha256,
+            "size": len(data),
+            "lfs": lfs,
+            "oid": _git_oid(_lfs_pointer(sha256, len(data)) if lfs else data),
+        }
 
-    def _commit(self, repo: dict, parent: dict | None, tree: dict, summary: str, description: str = "",
-                branch: str = "main") -> dict:
+    def _commit(
+        self, repo: dict, parent: dict | None, tree: dict, summary: str, description: str = "", branch: str = "main"
+    ) -> dict:
         date = _now()
         seed = json.dumps([parent and parent["oid"], summary, sorted((p, e["oid"]) for p, e in tree.items()), date])
-        commit = {"oid": hashlib.sha1(seed.encode()).hexdigest(), "parent": parent and parent["oid"], "date": date,
-                  "title": summary, "message": description, "tree": tree}
+        commit = {
+            "oid": hashlib.sha1(seed.encode()).hexdigest(),
+            "parent": parent and parent["oid"],
+            "date": date,
+            "title": summary,
+            "message": description,
+            "tree": tree,
+        }
         repo["commits"].append(commit)
         repo["refs"][branch] = commit["oid"]
         self._save()
@@ -194,14 +207,30 @@ class LoopbackHub:
             if blobs:
                 sibling.update(size=entry["size"], blobId=entry["oid"])
                 if entry["lfs"]:
-                    sibling["lfs"] = {"size": entry["size"], "sha256": entry["sha256"],
-                                      "pointerSize": len(_lfs_pointer(entry["sha256"], entry["size"]))}
+                    sibling["lfs"] = {
+                        "size": entry["size"],
+                        "sha256": entry["sha256"],
+                        "pointerSize": len(_lfs_pointer(entry["sha256"], entry["size"])),
+                    }
             siblings.append(sibling)
-        return {"_id": hashlib.md5(repo_id.encode()).hexdigest()[:24], "id": repo_id, "modelId": repo_id,
-                "author": repo_id.split("/")[0], "sha": commit["oid"], "lastModified": commit["date"],
-                "createdAt": repo["createdAt"], "private": repo["private"], "gated": False, "disabled": False,
-                "downloads": 0, "likes": 0, "tags": [], "siblings": siblings, "spaces": [],
-                "usedStorage": sum(e["size"] for e in commit["tree"].values())}
+        return {
+            "_id": hashlib.md5(repo_id.encode()).hexdigest()[:24],
+            "id": repo_id,
+            "modelId": repo_id,
+            "author": repo_id.split("/")[0],
+            "sha": commit["oid"],
+            "lastModified": commit["date"],
+            "createdAt": repo["createdAt"],
+            "private": repo["private"],
+            "gated": False,
+            "disabled": False,
+            "downloads": 0,
+            "likes": 0,
+            "tags": [],
+            "siblings": siblings,
+            "spaces": [],
+            "usedStorage": sum(e["size"] for e in commit["tree"].values()),
+        }
 
     def preupload(self, repo_id: str, rev: str, body: dict) -> dict:
         _, commit = self._resolve(repo_id, rev)
@@ -210,8 +239,9 @@ class LoopbackHub:
             lfs = self._is_lfs(commit["tree"], file["path"], file["size"], base64.b64decode(file["sample"]))
             remote = commit["tree"].get(file["path"])
             oid = remote and (remote["sha256"] if remote["lfs"] else remote["oid"])
-            files.append({"path": file["path"], "uploadMode": "lfs" if lfs else "regular", "shouldIgnore": False,
-                          "oid": oid})
+            files.append(
+                {"path": file["path"], "uploadMode": "lfs" if lfs else "regular", "shouldIgnore": False, "oid": oid}
+            )
         return {"files": files, "commitOid": commit["oid"]}
 
     def commit(self, repo_id: str, rev: str, lines: list[dict], params: dict) -> dict:
@@ -234,8 +264,12 @@ class LoopbackHub:
                 blob = self.root / "blobs" / value["oid"]
                 if not blob.exists():
                     raise HubError(422, None, f"LFS object {value['oid']} of {value['path']} was never uploaded")
-                tree[value["path"]] = {"sha256": value["oid"], "size": blob.stat().st_size, "lfs": True,
-                                       "oid": _git_oid(_lfs_pointer(value["oid"], blob.stat().st_size))}
+                tree[value["path"]] = {
+                    "sha256": value["oid"],
+                    "size": blob.stat().st_size,
+                    "lfs": True,
+                    "oid": _git_oid(_lfs_pointer(value["oid"], blob.stat().st_size)),
+                }
             elif key == "deletedFile":
                 if tree.pop(value["path"], None) is None:
                     raise HubError(404, "EntryNotFound", f"A file with this name doesn't exist: {value['path']}")
@@ -244,10 +278,15 @@ class LoopbackHub:
                 tree = {p: e for p, e in tree.items() if not p.startswith(prefix)}
             else:
                 raise HubError(400, None, f"Unknown commit operation {key!r}")
-        new = self._commit(repo, head, tree, header.get("summary", ""), header.get("description", ""),
-                           rev.removeprefix("refs/heads/"))
-        return {"success": True, "commitOid": new["oid"], "commitUrl": f"{self.url}/{repo_id}/commit/{new['oid']}",
-                "hookOutput": ""}
+        new = self._commit(
+            repo, head, tree, header.get("summary", ""), header.get("description", ""), rev.removeprefix("refs/heads/")
+        )
+        return {
+            "success": True,
+            "commitOid": new["oid"],
+            "commitUrl": f"{self.url}/{repo_id}/commit/{new['oid']}",
+            "hookOutput": "",
+        }
 
     def create_branch(self, repo_id: str, branch: str, body: dict) -> dict:
         with self._lock:
@@ -267,8 +306,15 @@ class LoopbackHub:
         repo, commit = self._resolve(repo_id, rev)
         by_oid, history = {c["oid"]: c for c in repo["commits"]}, []
         while commit:
-            history.append({"id": commit["oid"], "title": commit["title"], "message": commit["message"],
-                            "date": commit["date"], "authors": [{"user": USER}]})
+            history.append(
+                {
+                    "id": commit["oid"],
+                    "title": commit["title"],
+                    "message": commit["message"],
+                    "date": commit["date"],
+                    "authors": [{"user": USER}],
+                }
+            )
             commit = by_oid.get(commit["parent"])
         return history
 
@@ -289,16 +335,22 @@ class LoopbackHub:
             if base and base not in folders:
                 raise HubError(404, "EntryNotFound", f"{base} does not exist")
             prefix = base + "/" if base else ""
-            paths = [p for p in sorted(folders) + sorted(tree)
-                     if p.startswith(prefix) and (recursive or "/" not in p[len(prefix):])]
+            paths = [
+                p
+                for p in sorted(folders) + sorted(tree)
+                if p.startswith(prefix) and (recursive or "/" not in p[len(prefix) :])
+            ]
         out = []
         for path in paths:
             if path in tree:
                 entry = tree[path]
                 info = {"type": "file", "path": path, "size": entry["size"], "oid": entry["oid"]}
                 if entry["lfs"]:
-                    info["lfs"] = {"oid": entry["sha256"], "size": entry["size"],
-                                   "pointerSize": len(_lfs_pointer(entry["sha256"], entry["size"]))}
+                    info["lfs"] = {
+                        "oid": entry["sha256"],
+                        "size": entry["size"],
+                        "pointerSize": len(_lfs_pointer(entry["sha256"], entry["size"])),
+                    }
                 out.append(info)
             elif path in folders:
                 oid = hashlib.sha1("".join(sorted(folders[path])).encode()).hexdigest()
@@ -324,8 +376,10 @@ class LoopbackHub:
         for obj in body["objects"]:
             item = {"oid": obj["oid"], "size": obj["size"], "authenticated": True}
             if not (self.root / "blobs" / obj["oid"]).exists():
-                item["actions"] = {"upload": {"href": f"{self.url}/lfs-upload/{obj['oid']}", "header": {}},
-                                   "verify": {"href": f"{self.url}/{repo_id}.git/info/lfs/objects/verify"}}
+                item["actions"] = {
+                    "upload": {"href": f"{self.url}/lfs-upload/{obj['oid']}", "header": {}},
+                    "verify": {"href": f"{self.url}/{repo_id}.git/info/lfs/objects/verify"},
+                }
             objects.append(item)
         return {"transfer": "basic", "objects": objects, "hash_algo": "sha256"}
 
@@ -337,16 +391,22 @@ class LoopbackHub:
         if entry is None:
             raise HubError(404, "EntryNotFound", f"{path} does not exist on {rev}", headers)
         size = entry["size"]
-        headers.update({"Content-Type": "application/octet-stream", "Accept-Ranges": "bytes",
-                        "ETag": f'"{entry["sha256"] if entry["lfs"] else entry["oid"]}"'})
+        headers.update(
+            {
+                "Content-Type": "application/octet-stream",
+                "Accept-Ranges": "bytes",
+                "ETag": f'"{entry["sha256"] if entry["lfs"] else entry["oid"]}"',
+            }
+        )
         if entry["lfs"]:
             headers.update({"X-Linked-Etag": f'"{entry["sha256"]}"', "X-Linked-Size": size})
         start, end, status = 0, size - 1, 200
         if match := re.fullmatch(r"bytes=(\d+)-(\d*)", range_header):
             start, end, status = int(match[1]), min(int(match[2] or size - 1), size - 1), 206
             if start >= size:
-                raise HubError(416, None, f"Range not satisfiable for a file of {size} bytes",
-                               {"Content-Range": f"bytes */{size}"})
+                raise HubError(
+                    416, None, f"Range not satisfiable for a file of {size} bytes", {"Content-Range": f"bytes */{size}"}
+                )
             headers["Content-Range"] = f"bytes {start}-{end}/{size}"
         if head:
             return (status, b"", {**headers, "Content-Length": end - start + 1})
@@ -408,8 +468,14 @@ class _Handler(BaseHTTPRequestHandler):
         if method == "GET" and parts == ["api", "whoami-v2"]:
             if not self.headers.get("Authorization"):
                 raise HubError(401, None, "Invalid credentials in Authorization header")
-            return {"type": "user", "id": "0" * 24, "name": USER, "fullname": "Test User", "orgs": [],
-                    "auth": {"type": "access_token", "accessToken": {"displayName": "test", "role": "write"}}}
+            return {
+                "type": "user",
+                "id": "0" * 24,
+                "name": USER,
+                "fullname": "Test User",
+                "orgs": [],
+                "auth": {"type": "access_token", "accessToken": {"displayName": "test", "role": "write"}},
+            }
         if method == "GET" and parts == ["api", "agent-harnesses"]:  # client telemetry, fetched once a day
             return {"standardEnvVars": [], "harnesses": {}}
         if method == "POST" and parts == ["api", "validate-yaml"]:

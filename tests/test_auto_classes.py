@@ -6,12 +6,11 @@ import sys
 import textwrap
 
 import torch
+from conftest import tiny_model
 from transformers import AutoConfig, AutoFeatureExtractor, AutoModel
 
 from feature_extraction import RvqganFeatureExtractor
 from modeling_rvqgan import RvqganModel
-
-from conftest import tiny_model
 
 
 def save_model_dir(path):
@@ -32,11 +31,21 @@ def test_save_pretrained_writes_remote_code(tmp_path):
     save_model_dir(tmp_path)
     config = json.loads((tmp_path / "config.json").read_text())
     assert config["model_type"] == "rvqgan"
-    assert config["auto_map"] == {"AutoConfig": "configuration_rvqgan.RvqganConfig", "AutoModel": "modeling_rvqgan.RvqganModel"}
+    assert config["auto_map"] == {
+        "AutoConfig": "configuration_rvqgan.RvqganConfig",
+        "AutoModel": "modeling_rvqgan.RvqganModel",
+    }
     preprocessor = json.loads((tmp_path / "preprocessor_config.json").read_text())
     assert preprocessor["auto_map"] == {"AutoFeatureExtractor": "feature_extraction_rvqgan.RvqganFeatureExtractor"}
-    for name in ["configuration_rvqgan.py", "modeling_rvqgan.py", "layers_rvqgan.py", "inference_rvqgan.py", "kernels_rvqgan.py",
-                 "quantizer_rvqgan.py", "feature_extraction_rvqgan.py"]:
+    for name in [
+        "configuration_rvqgan.py",
+        "modeling_rvqgan.py",
+        "layers_rvqgan.py",
+        "inference_rvqgan.py",
+        "kernels_rvqgan.py",
+        "quantizer_rvqgan.py",
+        "feature_extraction_rvqgan.py",
+    ]:
         assert (tmp_path / name).exists(), name
     assert not any(tmp_path.glob("*.bin")) and (tmp_path / "model.safetensors").exists()
 
@@ -71,8 +80,13 @@ def test_remote_code_loads_without_our_package(tmp_path):
         print((audio[..., :640] - io["expected"]).abs().max().item())
         """
     )
-    result = subprocess.run([sys.executable, "-I", "-c", script], cwd=tmp_path, capture_output=True, text=True,
-                            env={"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"), "PATH": "/usr/bin:/bin"})
+    result = subprocess.run(
+        [sys.executable, "-I", "-c", script],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"), "PATH": "/usr/bin:/bin"},
+    )
     assert result.returncode == 0, result.stderr
     modules, difference = result.stdout.strip().splitlines()[-2:]
     assert modules.startswith("transformers_modules.") and "feature_extraction_rvqgan" in modules

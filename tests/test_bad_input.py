@@ -23,16 +23,16 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from safetensors.torch import load_file, save_file
-
 from conftest import tiny_model
+from safetensors.torch import load_file, save_file
+from test_container import with_field
+
 from feature_extraction import AudioError, AudioTokenizer
 from modeling_rvqgan import ModelLoadError
 from modeling_rvqgan.convert import main as convert
 from rvqgan import RvqFormatError, compress, decompress, load_model
 from rvqgan.cli import main
 from rvqgan.container import read, write
-from test_container import with_field
 
 ROOT = Path(__file__).parent.parent
 pytestmark = [pytest.mark.usefixtures("one_thread", "deadline"), pytest.mark.filterwarnings("ignore::UserWarning")]
@@ -97,7 +97,9 @@ def make_models(folder: Path, model) -> None:
     (folder / "shape" / "config.json").write_text(json.dumps({**config, "codebook_size": 32}))
     (folder / "more" / "config.json").write_text(json.dumps({**config, "n_codebooks": 6}))
     tensors = load_file(good / "model.safetensors")
-    save_file({**tensors, "decoder.extra": torch.zeros(3)}, folder / "extra" / "model.safetensors", metadata={"format": "pt"})
+    save_file(
+        {**tensors, "decoder.extra": torch.zeros(3)}, folder / "extra" / "model.safetensors", metadata={"format": "pt"}
+    )
     (folder / "pickle" / "model.safetensors").unlink()
     torch.save(tensors, folder / "pickle" / "pytorch_model.bin")
     (folder / "badjson" / "config.json").write_text("{not json")
@@ -178,8 +180,12 @@ def corpus(tmp_path_factory):
 
 def snapshot(*folders: Path) -> dict:
     """Every file under the folders (hidden ones too) with its mode and a hash of its bytes."""
-    return {p: (p.stat().st_mode, hashlib.sha256(p.read_bytes()).hexdigest())
-            for folder in folders for p in folder.rglob("*") if p.is_file()}
+    return {
+        p: (p.stat().st_mode, hashlib.sha256(p.read_bytes()).hexdigest())
+        for folder in folders
+        for p in folder.rglob("*")
+        if p.is_file()
+    }
 
 
 def one_line(text: str) -> str:
@@ -272,9 +278,18 @@ def test_cli_round_trip_of_unusual_files_gives_back_rate_channels_and_length(cor
     source = corpus / "audio" / "valid" / name
     model = ["--model", str(corpus / "models" / "good"), "--quiet"]
     assert main(["encode", str(source), "-o", str(tmp_path / "rvq"), *model]) == 0
-    assert main(["decode", str(tmp_path / "rvq" / Path(name).with_suffix(".rvq").name), "-o", str(tmp_path / "out"), *model]) == 0
+    assert (
+        main(
+            ["decode", str(tmp_path / "rvq" / Path(name).with_suffix(".rvq").name), "-o", str(tmp_path / "out"), *model]
+        )
+        == 0
+    )
     original, decoded = sf.info(source), sf.info(tmp_path / "out" / Path(name).with_suffix(".wav").name)
-    assert (decoded.samplerate, decoded.channels, decoded.frames) == (original.samplerate, original.channels, original.frames)
+    assert (decoded.samplerate, decoded.channels, decoded.frames) == (
+        original.samplerate,
+        original.channels,
+        original.frames,
+    )
     assert np.isfinite(sf.read(tmp_path / "out" / Path(name).with_suffix(".wav").name)[0]).all()
 
 
@@ -283,10 +298,14 @@ def test_outputs_honour_the_umask(corpus, tmp_path):
     try:
         model = ["--model", str(corpus / "models" / "good"), "--quiet"]
         assert main(["encode", str(corpus / "audio" / "good.wav"), "-o", str(tmp_path), *model]) == 0
-        assert main(["decode", str(tmp_path / "good.rvq"), "-o", str(tmp_path / "out"), *model, "--format", "flac"]) == 0
+        assert (
+            main(["decode", str(tmp_path / "good.rvq"), "-o", str(tmp_path / "out"), *model, "--format", "flac"]) == 0
+        )
     finally:
         os.umask(previous)
-    assert [oct(p.stat().st_mode & 0o777) for p in (tmp_path / "good.rvq", tmp_path / "out" / "good.flac")] == ["0o644"] * 2
+    assert [oct(p.stat().st_mode & 0o777) for p in (tmp_path / "good.rvq", tmp_path / "out" / "good.flac")] == [
+        "0o644"
+    ] * 2
 
 
 def test_ctrl_c_during_a_long_decode_leaves_no_file(corpus, tmp_path, capsys, monkeypatch):
@@ -299,7 +318,15 @@ def test_ctrl_c_during_a_long_decode_leaves_no_file(corpus, tmp_path, capsys, mo
     iter_decode = codec.iter_decode
     monkeypatch.setattr(codec, "iter_decode", interrupted)
     capsys.readouterr()
-    argv = ["decode", str(corpus / "rvq" / "good.rvq"), "-o", str(tmp_path), "--model", str(corpus / "models" / "good"), "--quiet"]
+    argv = [
+        "decode",
+        str(corpus / "rvq" / "good.rvq"),
+        "-o",
+        str(tmp_path),
+        "--model",
+        str(corpus / "models" / "good"),
+        "--quiet",
+    ]
     assert main(argv) == 130
     assert one_line(capsys.readouterr().err) == "rvqgan: interrupted" and not list(tmp_path.iterdir())
 
@@ -316,8 +343,12 @@ sys.exit(main(sys.argv[1:]))
 def test_a_write_that_fails_half_way_gives_one_line_and_leaves_no_file(corpus, tmp_path, command):
     source = corpus / ("audio/good.wav" if command == "encode" else "rvq/good.rvq")
     argv = [command, source, "-o", tmp_path, "--model", corpus / "models" / "good", "--quiet"]
-    result = subprocess.run([sys.executable, "-c", FILE_SIZE_LIMIT, *map(str, argv)], capture_output=True, text=True,
-                            env={**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"})
+    result = subprocess.run(
+        [sys.executable, "-c", FILE_SIZE_LIMIT, *map(str, argv)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"},
+    )
     line = one_line(result.stderr)
     reason = "File too large" if command == "encode" else "System error"  # libsndfile's words for EFBIG
     assert result.returncode == 1 and f"cannot write it ({reason}" in line, result.stderr
@@ -328,7 +359,20 @@ def test_a_file_compressed_with_the_default_identity_decodes_with_the_command(co
     model, _ = load_model(str(corpus / "models" / "good"))
     audio = tone(2, 4800, 48000).T
     (tmp_path / "api.rvq").write_bytes(compress(model, audio, 48000))
-    assert main(["decode", str(tmp_path / "api.rvq"), "-o", str(tmp_path / "out"), "--model", str(corpus / "models" / "good"), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "decode",
+                str(tmp_path / "api.rvq"),
+                "-o",
+                str(tmp_path / "out"),
+                "--model",
+                str(corpus / "models" / "good"),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert sf.read(tmp_path / "out" / "api.wav", always_2d=True)[0].shape == (4800, 2)
 
 
@@ -354,60 +398,200 @@ API_CASES = [
     ("compress-rate-bool", lambda m, c: compress(m, MONO, True), AudioError, ["`sampling_rate`", "True"]),
     ("compress-rate-none", lambda m, c: compress(m, MONO, None), AudioError, ["`sampling_rate`", "None"]),
     ("compress-rate-1mhz", lambda m, c: compress(m, MONO, 1_000_000), AudioError, ["1000000 Hz", "768000"]),
-    ("compress-samples-channels", lambda m, c: compress(m, tone(2, 4410, 44100), 44100), AudioError,
-     ["`audio`", "(4410, 2)", "transpose"]),
+    (
+        "compress-samples-channels",
+        lambda m, c: compress(m, tone(2, 4410, 44100), 44100),
+        AudioError,
+        ["`audio`", "(4410, 2)", "transpose"],
+    ),
     ("compress-3d", lambda m, c: compress(m, MONO[None, None], 44100), AudioError, ["`audio`", "(1, 1, 4410)"]),
-    ("compress-empty", lambda m, c: compress(m, np.zeros(0, np.float32), 44100), AudioError, ["Empty audio", "`audio`"]),
-    ("compress-strings", lambda m, c: compress(m, np.array(["a", "b"]), 44100), AudioError, ["`audio`", "real numbers"]),
+    (
+        "compress-empty",
+        lambda m, c: compress(m, np.zeros(0, np.float32), 44100),
+        AudioError,
+        ["Empty audio", "`audio`"],
+    ),
+    (
+        "compress-strings",
+        lambda m, c: compress(m, np.array(["a", "b"]), 44100),
+        AudioError,
+        ["`audio`", "real numbers"],
+    ),
     ("compress-complex", lambda m, c: compress(m, MONO.astype(complex), 44100), AudioError, ["`audio`", "complex"]),
-    ("compress-kbps-and-n-quantizers", lambda m, c: compress(m, MONO, 44100, n_quantizers=2, kbps=1.0), ValueError,
-     ["`n_quantizers`", "`kbps`", "not both"]),
-    ("compress-n-quantizers-0", lambda m, c: compress(m, MONO, 44100, n_quantizers=0), ValueError, ["`n_quantizers`", "[1, 4]"]),
-    ("compress-n-quantizers-9", lambda m, c: compress(m, MONO, 44100, n_quantizers=9), ValueError, ["`n_quantizers`", "[1, 4]"]),
-    ("compress-n-quantizers-float", lambda m, c: compress(m, MONO, 44100, n_quantizers=2.5), ValueError, ["`n_quantizers`", "2.5"]),
-    ("compress-kbps-negative", lambda m, c: compress(m, MONO, 44100, kbps=-1), ValueError, ["`kbps` -1", "out of range"]),
+    (
+        "compress-kbps-and-n-quantizers",
+        lambda m, c: compress(m, MONO, 44100, n_quantizers=2, kbps=1.0),
+        ValueError,
+        ["`n_quantizers`", "`kbps`", "not both"],
+    ),
+    (
+        "compress-n-quantizers-0",
+        lambda m, c: compress(m, MONO, 44100, n_quantizers=0),
+        ValueError,
+        ["`n_quantizers`", "[1, 4]"],
+    ),
+    (
+        "compress-n-quantizers-9",
+        lambda m, c: compress(m, MONO, 44100, n_quantizers=9),
+        ValueError,
+        ["`n_quantizers`", "[1, 4]"],
+    ),
+    (
+        "compress-n-quantizers-float",
+        lambda m, c: compress(m, MONO, 44100, n_quantizers=2.5),
+        ValueError,
+        ["`n_quantizers`", "2.5"],
+    ),
+    (
+        "compress-kbps-negative",
+        lambda m, c: compress(m, MONO, 44100, kbps=-1),
+        ValueError,
+        ["`kbps` -1", "out of range"],
+    ),
     ("compress-kbps-string", lambda m, c: compress(m, MONO, 44100, kbps="6"), ValueError, ["`kbps`", "'6'"]),
-    ("decompress-other-model", lambda m, c: decompress(tiny_model(seed=1, sampling_rate=44100), (c / "rvq/good.rvq").read_bytes()),
-     RvqFormatError, ["made by model", "not by 'unsaved@sha256:"]),
-    ("decompress-other-identity", lambda m, c: decompress(m, (c / "rvq/good.rvq").read_bytes(), "x@sha256:0123"),
-     RvqFormatError, ["made by model", "not by 'x@sha256:0123'"]),
-    ("decompress-no-identity", lambda m, c: decompress(m, (c / "rvq/no_identity.rvq").read_bytes()), RvqFormatError,
-     ["made by model ''"]),
+    (
+        "decompress-other-model",
+        lambda m, c: decompress(tiny_model(seed=1, sampling_rate=44100), (c / "rvq/good.rvq").read_bytes()),
+        RvqFormatError,
+        ["made by model", "not by 'unsaved@sha256:"],
+    ),
+    (
+        "decompress-other-identity",
+        lambda m, c: decompress(m, (c / "rvq/good.rvq").read_bytes(), "x@sha256:0123"),
+        RvqFormatError,
+        ["made by model", "not by 'x@sha256:0123'"],
+    ),
+    (
+        "decompress-no-identity",
+        lambda m, c: decompress(m, (c / "rvq/no_identity.rvq").read_bytes()),
+        RvqFormatError,
+        ["made by model ''"],
+    ),
     ("decompress-garbage", lambda m, c: decompress(m, b"\x00" * 100), RvqFormatError, ["not an .rvq file"]),
-    ("decompress-length-10x", lambda m, c: decompress(m, (c / "rvq/length_10x.rvq").read_bytes()), RvqFormatError,
-     ["original_length = 240000", "does not fit"]),
-    ("decompress-length-2e40", lambda m, c: decompress(m, (c / "rvq/length_2e40.rvq").read_bytes()), RvqFormatError,
-     ["original_length = 1099511627776"]),
-    ("decompress-gain-1000db", lambda m, c: decompress(m, (c / "rvq/gain_1000db.rvq").read_bytes()), RvqFormatError,
-     ["gain_db = 1000"]),
-    ("decompress-gain-1e30db", lambda m, c: decompress(m, (c / "rvq/gain_1e30db.rvq").read_bytes()), RvqFormatError,
-     ["gain_db = 1e+30"]),
-    ("load-model-missing", lambda m, c: load_model(str(c / "models/missing")), ModelLoadError, ["missing", "no such directory"]),
-    ("load-model-truncated", lambda m, c: load_model(str(c / "models/trunc")), ModelLoadError, ["trunc", "incomplete metadata"]),
+    (
+        "decompress-length-10x",
+        lambda m, c: decompress(m, (c / "rvq/length_10x.rvq").read_bytes()),
+        RvqFormatError,
+        ["original_length = 240000", "does not fit"],
+    ),
+    (
+        "decompress-length-2e40",
+        lambda m, c: decompress(m, (c / "rvq/length_2e40.rvq").read_bytes()),
+        RvqFormatError,
+        ["original_length = 1099511627776"],
+    ),
+    (
+        "decompress-gain-1000db",
+        lambda m, c: decompress(m, (c / "rvq/gain_1000db.rvq").read_bytes()),
+        RvqFormatError,
+        ["gain_db = 1000"],
+    ),
+    (
+        "decompress-gain-1e30db",
+        lambda m, c: decompress(m, (c / "rvq/gain_1e30db.rvq").read_bytes()),
+        RvqFormatError,
+        ["gain_db = 1e+30"],
+    ),
+    (
+        "load-model-missing",
+        lambda m, c: load_model(str(c / "models/missing")),
+        ModelLoadError,
+        ["missing", "no such directory"],
+    ),
+    (
+        "load-model-truncated",
+        lambda m, c: load_model(str(c / "models/trunc")),
+        ModelLoadError,
+        ["trunc", "incomplete metadata"],
+    ),
     ("load-model-shapes", lambda m, c: load_model(str(c / "models/shape")), ModelLoadError, ["shape", "4 mismatched"]),
-    ("load-model-more-codebooks", lambda m, c: load_model(str(c / "models/more")), ModelLoadError, ["more", "10 missing"]),
-    ("load-model-unexpected-key", lambda m, c: load_model(str(c / "models/extra")), ModelLoadError, ["extra", "1 unexpected"]),
-    ("load-model-pickle-only", lambda m, c: load_model(str(c / "models/pickle")), ModelLoadError, ["pickle", "model.safetensors"]),
+    (
+        "load-model-more-codebooks",
+        lambda m, c: load_model(str(c / "models/more")),
+        ModelLoadError,
+        ["more", "10 missing"],
+    ),
+    (
+        "load-model-unexpected-key",
+        lambda m, c: load_model(str(c / "models/extra")),
+        ModelLoadError,
+        ["extra", "1 unexpected"],
+    ),
+    (
+        "load-model-pickle-only",
+        lambda m, c: load_model(str(c / "models/pickle")),
+        ModelLoadError,
+        ["pickle", "model.safetensors"],
+    ),
     ("load-model-bad-json", lambda m, c: load_model(str(c / "models/badjson")), ModelLoadError, ["badjson", "JSON"]),
-    ("load-model-device-bogus", lambda m, c: load_model(str(c / "models/good"), "bogus"), ValueError, ["device 'bogus'"]),
-    ("load-model-device-cuda-99", lambda m, c: load_model(str(c / "models/good"), "cuda:99"), ValueError, ["device 'cuda:99'"]),
-    ("tokenizer-model-truncated", lambda m, c: AudioTokenizer(str(c / "models/trunc")), ModelLoadError, ["trunc", "incomplete"]),
-    ("tokenizer-model-more-codebooks", lambda m, c: AudioTokenizer(str(c / "models/more")), ModelLoadError, ["more", "missing"]),
-    ("tokenizer-kbps-and-n-quantizers", lambda m, c: AudioTokenizer(m, n_quantizers=2, kbps=1.0), ValueError, ["not both"]),
-    ("tokenizer-undecodable-bytes", lambda m, c: AudioTokenizer(m)({"audio": b"RIFF garbage" * 9}), AudioError,
-     ["108 bytes of audio", "unreadable or corrupt"]),
-    ("tokenizer-corrupt-file", lambda m, c: AudioTokenizer(m).tokenize(str(c / "audio/corrupt.wav")), AudioError,
-     ["corrupt.wav", "unreadable or corrupt"]),
-    ("tokenizer-missing-file", lambda m, c: AudioTokenizer(m).tokenize(str(c / "audio/missing.wav")), AudioError,
-     ["missing.wav", "no such file"]),
-    ("tokenizer-fifo", lambda m, c: AudioTokenizer(m).tokenize(str(c / "audio/fifo.wav")), AudioError,
-     ["fifo.wav", "not a regular file"]),
+    (
+        "load-model-device-bogus",
+        lambda m, c: load_model(str(c / "models/good"), "bogus"),
+        ValueError,
+        ["device 'bogus'"],
+    ),
+    (
+        "load-model-device-cuda-99",
+        lambda m, c: load_model(str(c / "models/good"), "cuda:99"),
+        ValueError,
+        ["device 'cuda:99'"],
+    ),
+    (
+        "tokenizer-model-truncated",
+        lambda m, c: AudioTokenizer(str(c / "models/trunc")),
+        ModelLoadError,
+        ["trunc", "incomplete"],
+    ),
+    (
+        "tokenizer-model-more-codebooks",
+        lambda m, c: AudioTokenizer(str(c / "models/more")),
+        ModelLoadError,
+        ["more", "missing"],
+    ),
+    (
+        "tokenizer-kbps-and-n-quantizers",
+        lambda m, c: AudioTokenizer(m, n_quantizers=2, kbps=1.0),
+        ValueError,
+        ["not both"],
+    ),
+    (
+        "tokenizer-undecodable-bytes",
+        lambda m, c: AudioTokenizer(m)({"audio": b"RIFF garbage" * 9}),
+        AudioError,
+        ["108 bytes of audio", "unreadable or corrupt"],
+    ),
+    (
+        "tokenizer-corrupt-file",
+        lambda m, c: AudioTokenizer(m).tokenize(str(c / "audio/corrupt.wav")),
+        AudioError,
+        ["corrupt.wav", "unreadable or corrupt"],
+    ),
+    (
+        "tokenizer-missing-file",
+        lambda m, c: AudioTokenizer(m).tokenize(str(c / "audio/missing.wav")),
+        AudioError,
+        ["missing.wav", "no such file"],
+    ),
+    (
+        "tokenizer-fifo",
+        lambda m, c: AudioTokenizer(m).tokenize(str(c / "audio/fifo.wav")),
+        AudioError,
+        ["fifo.wav", "not a regular file"],
+    ),
     ("tokenizer-rate-0", lambda m, c: AudioTokenizer(m).tokenize(MONO, 0), AudioError, ["`sampling_rate`", "0"]),
-    ("tokenizer-rate-in-cell", lambda m, c: AudioTokenizer(m)({"audio": {"array": MONO, "sampling_rate": "x"}}), AudioError,
-     ["`sampling_rate`", "'x'"]),
+    (
+        "tokenizer-rate-in-cell",
+        lambda m, c: AudioTokenizer(m)({"audio": {"array": MONO, "sampling_rate": "x"}}),
+        AudioError,
+        ["`sampling_rate`", "'x'"],
+    ),
     ("tokenizer-nan", lambda m, c: AudioTokenizer(m).tokenize(ONE_NAN, 44100), AudioError, ["`audio`", "NaN"]),
-    ("tokenizer-samples-channels", lambda m, c: AudioTokenizer(m).tokenize(tone(2, 4410, 44100), 44100), AudioError,
-     ["`audio`", "transpose"]),
+    (
+        "tokenizer-samples-channels",
+        lambda m, c: AudioTokenizer(m).tokenize(tone(2, 4410, 44100), 44100),
+        AudioError,
+        ["`audio`", "transpose"],
+    ),
 ]
 
 
@@ -453,9 +637,18 @@ def converter_inputs(corpus: Path, folder: Path) -> dict[str, Path]:
     torch.save({"state_dict": {"w": torch.zeros(100)}, "metadata": {"kwargs": {}}}, folder / "whole.pth")
     (folder / "truncated.pth").write_bytes((folder / "whole.pth").read_bytes()[:300])
     torch.save([1, 2, 3], folder / "list.pth")
-    kwargs = dict(encoder_dim=8, encoder_rates=[2, 4], decoder_dim=16, n_codebooks=2, codebook_size=64, codebook_dim=4,
-                  sample_rate=16000)
-    torch.save({"state_dict": {"encoder.block.x.y": torch.zeros(1)}, "metadata": {"kwargs": kwargs}}, folder / "badkey.pth")
+    kwargs = dict(
+        encoder_dim=8,
+        encoder_rates=[2, 4],
+        decoder_dim=16,
+        n_codebooks=2,
+        codebook_size=64,
+        codebook_dim=4,
+        sample_rate=16000,
+    )
+    torch.save(
+        {"state_dict": {"encoder.block.x.y": torch.zeros(1)}, "metadata": {"kwargs": kwargs}}, folder / "badkey.pth"
+    )
     torch.save({"state_dict": {}, "metadata": {"kwargs": {"encoder_dim": 8}}}, folder / "nokwargs.pth")
     return {p.stem: p for p in folder.glob("*.pth")}
 
@@ -478,7 +671,9 @@ CONVERTER_CASES = [  # (id, arguments, words); {C} checkpoints, {M} models
 ]
 
 
-@pytest.mark.parametrize("arguments, words", [case[1:] for case in CONVERTER_CASES], ids=[case[0] for case in CONVERTER_CASES])
+@pytest.mark.parametrize(
+    "arguments, words", [case[1:] for case in CONVERTER_CASES], ids=[case[0] for case in CONVERTER_CASES]
+)
 def test_converter_bad_input(corpus, tmp_path, capsys, arguments, words):
     checkpoints = converter_inputs(corpus, tmp_path / "checkpoints")
     argv = arguments.format(C=tmp_path / "checkpoints", M=corpus / "models").split()
@@ -539,11 +734,16 @@ def test_space_refuses_a_model_that_does_not_fit_its_weights(space_app, corpus):
         space_app.build_demo([str(corpus / "models" / "more")])
 
 
-FORGED = {"channels": [0, 1, 3, 0xFFFF], "sample_rate": [0, 1, 8000, 44100, 768000, 768001, 0xFFFFFFFF],
-          "original_length": [0, 1, 23999, 24000, 24001, 25000, 48000, 240000, 1 << 40, (1 << 64) - 1],
-          "n_q": [0, 1, 3, 5, 255], "bits": [0, 5, 7, 16], "frames": [0, 1, 688, 689, 691, 692, 10**6, 0xFFFFFFFF],
-          "gain_db": [-1e30, -1000.0, -120.5, -120.0, -3.5, 119.9, 121.0, 1e30, float("inf"), float("nan")],
-          "flags": [0, 2, 255]}
+FORGED = {
+    "channels": [0, 1, 3, 0xFFFF],
+    "sample_rate": [0, 1, 8000, 44100, 768000, 768001, 0xFFFFFFFF],
+    "original_length": [0, 1, 23999, 24000, 24001, 25000, 48000, 240000, 1 << 40, (1 << 64) - 1],
+    "n_q": [0, 1, 3, 5, 255],
+    "bits": [0, 5, 7, 16],
+    "frames": [0, 1, 688, 689, 691, 692, 10**6, 0xFFFFFFFF],
+    "gain_db": [-1e30, -1000.0, -120.5, -120.0, -3.5, 119.9, 121.0, 1e30, float("inf"), float("nan")],
+    "flags": [0, 2, 255],
+}
 
 
 def decodes_as_declared(model, data: bytes) -> bool:

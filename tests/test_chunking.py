@@ -113,7 +113,9 @@ def test_context_is_necessary(monkeypatch):
 def test_progress_outputs_and_errors():
     model = tiny_model()
     calls = []
-    codes = encode_chunked(model, audio(1, 100 * 32), window_frames=30, progress=lambda *done_total: calls.append(done_total))
+    codes = encode_chunked(
+        model, audio(1, 100 * 32), window_frames=30, progress=lambda *done_total: calls.append(done_total)
+    )
     assert calls == [(1, 4), (2, 4), (3, 4), (4, 4)]
     decoded = decode_chunked(model, codes, progress=True)
     assert not codes.is_inference() and not decoded.is_inference()  # ordinary tensors: callers may modify them
@@ -134,7 +136,11 @@ def test_ten_minutes_of_audio():
     decoded = decode_chunked(model, codes, window_frames=1000)
     assert codes.shape == (1, 4, math.ceil(x.shape[-1] / hop)) and decoded.shape == (1, codes.shape[-1] * hop)
     head, tail = 500, 500
-    assert (codes[..., :head] == whole_codes(model, x[..., : (head + context) * hop])[..., :head]).float().mean() >= 0.999
+    assert (
+        codes[..., :head] == whole_codes(model, x[..., : (head + context) * hop])[..., :head]
+    ).float().mean() >= 0.999
     start = (codes.shape[-1] - tail - context) * hop
     assert (codes[..., -tail:] == whole_codes(model, x[..., start:])[..., -tail:]).float().mean() >= 0.999
-    assert (decoded[..., :hop * head] - whole_audio(model, codes[..., : head + 20])[..., :hop * head]).abs().max() <= 1e-4
+    assert (
+        decoded[..., : hop * head] - whole_audio(model, codes[..., : head + 20])[..., : hop * head]
+    ).abs().max() <= 1e-4

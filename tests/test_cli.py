@@ -8,15 +8,14 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from conftest import ALSA_SPEECH, EXAMPLES, perturbed, tiny_model
 from safetensors.torch import load_file
 
-from rvqgan import RvqFormatError, compress, decompress, load_model
+from modeling_rvqgan import RvqganConfig, RvqganModel
+from rvqgan import compress, decompress, load_model
 from rvqgan.cli import main
 from rvqgan.container import read, write
 from rvqgan.models import DEFAULT_MODEL, weights_digest
-
-from conftest import ALSA_SPEECH, EXAMPLES, perturbed, tiny_model
-from modeling_rvqgan import RvqganConfig, RvqganModel
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +32,9 @@ def inputs(tmp_path_factory):
     t = np.arange(int(48000 * 1.3)) / 48000
     stereo = np.stack([0.3 * np.sin(2 * np.pi * 440 * t), 0.2 * np.sin(2 * np.pi * 660 * t)], axis=1)
     sf.write(folder / "stereo48k.wav", stereo, 48000)
-    subprocess.run(["ffmpeg", "-v", "error", "-i", folder / "stereo48k.wav", "-b:a", "96k", folder / "song.mp3"], check=True)
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", folder / "stereo48k.wav", "-b:a", "96k", folder / "song.mp3"], check=True
+    )
     return folder
 
 
@@ -44,10 +45,17 @@ def run(*argv) -> int:
 def test_encode_then_decode_restores_rate_channels_and_exact_length(model_dir, inputs, tmp_path):
     sources = [inputs / "stereo48k.wav", inputs / "song.mp3"]
     assert run("encode", *sources, "-o", tmp_path / "rvq", "--model", model_dir, "--quiet") == 0
-    assert run("decode", tmp_path / "rvq", "-o", tmp_path / "audio", "--model", model_dir, "--quiet", "--format", "flac") == 0
+    assert (
+        run("decode", tmp_path / "rvq", "-o", tmp_path / "audio", "--model", model_dir, "--quiet", "--format", "flac")
+        == 0
+    )
     for source in sources:
         original, decoded = sf.info(source), sf.info(tmp_path / "audio" / "rvq" / f"{source.stem}.flac")
-        assert (decoded.samplerate, decoded.channels, decoded.frames) == (original.samplerate, original.channels, original.frames)
+        assert (decoded.samplerate, decoded.channels, decoded.frames) == (
+            original.samplerate,
+            original.channels,
+            original.frames,
+        )
 
 
 def test_folders_are_searched_recursively_and_mirrored(model_dir, tmp_path):
@@ -57,7 +65,9 @@ def test_folders_are_searched_recursively_and_mirrored(model_dir, tmp_path):
     (tmp_path / "music" / "notes.txt").write_text("not audio")
     assert run("encode", tmp_path / "music", "-o", tmp_path / "out", "--model", model_dir, "--quiet") == 0
     assert sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*.rvq")) == [
-        "music/loops/ambi_choir.rvq", "music/loops/loop_amen.rvq"]
+        "music/loops/ambi_choir.rvq",
+        "music/loops/loop_amen.rvq",
+    ]
 
 
 def test_info_describes_a_file(model_dir, inputs, tmp_path, capsys):
@@ -129,7 +139,9 @@ def make_bad_inputs(folder: Path, model_dir: Path, good: Path) -> dict[str, tupl
     }
 
 
-@pytest.mark.parametrize("case", ["corrupt", "empty", "nan", "missing", "truncated", "flipped", "version", "other_model"])
+@pytest.mark.parametrize(
+    "case", ["corrupt", "empty", "nan", "missing", "truncated", "flipped", "version", "other_model"]
+)
 def test_bad_input_gives_one_clear_line_a_nonzero_exit_and_no_output(case, model_dir, inputs, tmp_path, capsys):
     run("encode", inputs / "stereo48k.wav", "-o", tmp_path / "good", "--model", model_dir, "--quiet")
     path, message = make_bad_inputs(tmp_path, model_dir, tmp_path / "good" / "stereo48k.rvq")[case]
@@ -152,8 +164,11 @@ def test_existing_output_is_refused_unless_forced(model_dir, inputs, tmp_path, c
 
 def test_console_script_exits_nonzero_on_an_unloadable_model(tmp_path):
     script = Path(sys.executable).with_name("rvqgan")
-    result = subprocess.run([script, "encode", EXAMPLES / "loop_amen.flac", "-o", tmp_path, "--model", tmp_path / "nope"],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [script, "encode", EXAMPLES / "loop_amen.flac", "-o", tmp_path, "--model", tmp_path / "nope"],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 1 and "rvqgan: error" in result.stderr and not list(tmp_path.iterdir())
 
 

@@ -20,7 +20,12 @@ def test_default_model_has_the_dacmodel_parameter_count():
 
 @pytest.mark.parametrize(
     "preset, rate, hop, n_codebooks, kbps",
-    [("44khz", 44100, 512, 9, 7.75), ("44khz-16kbps", 44100, 512, 18, 15.5), ("24khz", 24000, 320, 32, 24.0), ("16khz", 16000, 320, 12, 6.0)],
+    [
+        ("44khz", 44100, 512, 9, 7.75),
+        ("44khz-16kbps", 44100, 512, 18, 15.5),
+        ("24khz", 24000, 320, 32, 24.0),
+        ("16khz", 16000, 320, 12, 6.0),
+    ],
 )
 def test_presets(preset, rate, hop, n_codebooks, kbps):
     config = RvqganConfig.from_preset(preset)

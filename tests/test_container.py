@@ -26,8 +26,17 @@ def skewed_codes(rng, shape, bits):
 
 
 def make_header(codes, bits, entropy_coded=True, **changes):
-    fields = dict(model_id="descript/dac_44khz", sample_rate=48000, channels=codes.shape[0], original_length=480000,
-                  n_q=codes.shape[1], bits=bits, frames=codes.shape[2], gain_db=-3.5, entropy_coded=entropy_coded)
+    fields = dict(
+        model_id="descript/dac_44khz",
+        sample_rate=48000,
+        channels=codes.shape[0],
+        original_length=480000,
+        n_q=codes.shape[1],
+        bits=bits,
+        frames=codes.shape[2],
+        gain_db=-3.5,
+        entropy_coded=entropy_coded,
+    )
     return RvqHeader(**{**fields, **changes})
 
 
@@ -116,8 +125,16 @@ def test_container_round_trip(entropy_coded, bits, shape):
 def test_layout_matches_the_documented_one():
     codes = np.arange(8).reshape(1, 2, 4)
     data = write(make_header(codes, 6, entropy_coded=False), codes)
-    expected = assemble(sample_rate=48000, original_length=480000, n_q=2, bits=6, frames=4, gain_db=-3.5, flags=0,
-                        payload=pack_bits(codes, 6))
+    expected = assemble(
+        sample_rate=48000,
+        original_length=480000,
+        n_q=2,
+        bits=6,
+        frames=4,
+        gain_db=-3.5,
+        flags=0,
+        payload=pack_bits(codes, 6),
+    )
     assert data == expected
 
 
@@ -206,9 +223,17 @@ def test_fuzz_read(small_file):
         position = int(rng.integers(PREFIX.size, PREFIX.size + FIELDS.size + 4))
         body = packed[:position] + rng.bytes(1) + packed[position + 1 : -4]
         check_read(body + U32.pack(zlib.crc32(body)), (packed, codes))
-    interesting = {"channels": [0, 1, 3, 255, 0xFFFF], "sample_rate": [0, 1, 0xFFFFFFFF], "n_q": [0, 1, 2, 4, 255],
-                   "bits": [0, 1, 5, 7, 16, 17, 255], "frames": [0, 1, 19, 21, 1000, 0xFFFFFFFF], "flags": [0, 2, 255],
-                   "gain_db": [float("inf"), -1e30], "id_len": [0, 3, 5, 255], "original_length": [0, (1 << 64) - 1]}
+    interesting = {
+        "channels": [0, 1, 3, 255, 0xFFFF],
+        "sample_rate": [0, 1, 0xFFFFFFFF],
+        "n_q": [0, 1, 2, 4, 255],
+        "bits": [0, 1, 5, 7, 16, 17, 255],
+        "frames": [0, 1, 19, 21, 1000, 0xFFFFFFFF],
+        "flags": [0, 2, 255],
+        "gain_db": [float("inf"), -1e30],
+        "id_len": [0, 3, 5, 255],
+        "original_length": [0, (1 << 64) - 1],
+    }
     for name, values in interesting.items():
         for value in values:
             check_read(with_field(data, name, value), small_file)

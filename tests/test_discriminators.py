@@ -11,8 +11,14 @@ from training.losses import discriminator_loss, generator_losses
 
 FIXTURES = Path(__file__).parent / "fixtures"
 # small enough for milliseconds, every sub-discriminator kind present
-LIGHT = dict(sampling_rate=16000, periods=(2, 3), fft_sizes=(512, 128), rates=(2,), period_channels=(4, 8, 16, 16, 16),
-             stft_channels=4)
+LIGHT = dict(
+    sampling_rate=16000,
+    periods=(2, 3),
+    fft_sizes=(512, 128),
+    rates=(2,),
+    period_channels=(4, 8, 16, 16, 16),
+    stft_channels=4,
+)
 
 
 def load_script():

@@ -5,7 +5,6 @@ import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "examples"))
 import roundtrip  # noqa: E402
-
 from conftest import ALSA_SPEECH, EXAMPLES, real_audio, tiny_model
 
 
@@ -21,7 +20,9 @@ def test_roundtrip_example_decodes_every_clip_at_every_bitrate(tmp_path, capsys)
         for n in (2, 3):
             kbps = f"{model.config.n_quantizers_to_kbps(n):.2f}"
             decoded = sf.info(tmp_path / "out" / f"{clip.stem}_{kbps}kbps.wav")
-            assert decoded.samplerate == 44100 and decoded.frames == round(original.frames * 44100 / original.samplerate)
+            assert decoded.samplerate == 44100 and decoded.frames == round(
+                original.frames * 44100 / original.samplerate
+            )
             (row,) = [line.split() for line in table.splitlines() if line.startswith(clip.name) and f" {kbps} " in line]
             assert 0 < float(row[5]) < 100  # the measured mel distance
     assert len(list((tmp_path / "out").glob("*kbps.wav"))) == 2 * len(clips)  # 6 and 9 exceed the tiny model's 4

@@ -1,4 +1,5 @@
-"""The eval-mode fast path (`inference_rvqgan`, tile by tile) against the reference path (`layers_rvqgan`, whole file)."""
+"""The eval-mode fast path (`inference_rvqgan`, tile by tile) against the reference path (`layers_rvqgan`, whole
+file)."""
 
 import functools
 import os
@@ -10,10 +11,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import perturbed, tiny_model
 
 from modeling_rvqgan import RvqganConfig, RvqganModel, inference_rvqgan, kernels_rvqgan, layers_rvqgan
-
-from conftest import perturbed, tiny_model
 from rvqgan.chunking import decode_chunked, encode_chunked, receptive_field
 
 RATIOS = [[2, 4, 4], [2, 5], [3, 5, 2]]
@@ -109,7 +109,9 @@ def test_spectral_convolution_equals_the_direct_one(kernel, dilation):
     for length in (span + 1, span + 2, 3 * span + 4, 500):  # one output, a few, and many windows
         hidden_states = torch.randn(2, length, 5, generator=generator)
         got = kernels_rvqgan.spectral_convolution(hidden_states, kernels_rvqgan.weight_spectrum(conv), kernel, dilation)
-        expected = torch.nn.functional.conv1d(hidden_states.double().transpose(1, 2), conv.weight.double(), dilation=dilation)
+        expected = torch.nn.functional.conv1d(
+            hidden_states.double().transpose(1, 2), conv.weight.double(), dilation=dilation
+        )
         assert got.shape == (2, length - span, 4)
         assert torch.allclose(got.double(), expected.transpose(1, 2), rtol=0, atol=1e-5)
 
@@ -119,7 +121,9 @@ def spectral_everywhere(monkeypatch) -> list:
     calls = []
     spectral_convolution = inference_rvqgan.spectral_convolution
     monkeypatch.setattr(inference_rvqgan, "SPECTRAL_CHANNELS", 1)
-    monkeypatch.setattr(inference_rvqgan, "spectral_convolution", lambda *args: calls.append(1) or spectral_convolution(*args))
+    monkeypatch.setattr(
+        inference_rvqgan, "spectral_convolution", lambda *args: calls.append(1) or spectral_convolution(*args)
+    )
     return calls
 
 
@@ -176,7 +180,9 @@ def test_tiles_in_parallel_threads(monkeypatch):
     torch.set_num_threads(2)
     threads_inside = []
     run = inference_rvqgan.run
-    monkeypatch.setattr(inference_rvqgan, "run", lambda *args: threads_inside.append(torch.get_num_threads()) or run(*args))
+    monkeypatch.setattr(
+        inference_rvqgan, "run", lambda *args: threads_inside.append(torch.get_num_threads()) or run(*args)
+    )
     model = tiny_model()
     assert_same(model, 0.3 * torch.randn(2, 1, 3000, generator=torch.Generator().manual_seed(0)))
     assert len(threads_inside) > 10 and set(threads_inside) == {1}
@@ -215,11 +221,14 @@ def test_snake_kernels_are_compiled_under_autocast_only(monkeypatch):
     assert torch.bfloat16 in compiled
 
 
-@pytest.mark.parametrize("input_dtype, dtype, tolerance", [
-    (torch.float32, torch.float32, 1e-5),  # a different sin: float rounding
-    (torch.float32, torch.bfloat16, 1e-2),  # one bf16 rounding step
-    (torch.bfloat16, torch.bfloat16, 1e-2),
-])
+@pytest.mark.parametrize(
+    "input_dtype, dtype, tolerance",
+    [
+        (torch.float32, torch.float32, 1e-5),  # a different sin: float rounding
+        (torch.float32, torch.bfloat16, 1e-2),  # one bf16 rounding step
+        (torch.bfloat16, torch.bfloat16, 1e-2),
+    ],
+)
 def test_snake_is_one_compiled_kernel_equal_to_the_eager_one(input_dtype, dtype, tolerance):
     with warnings.catch_warnings():
         warnings.filterwarnings("error", "Snake activations run unfused")  # a failed compilation falls back to them
@@ -255,9 +264,18 @@ def test_without_a_compiler_snake_runs_unfused_with_a_warning(tmp_path):
         "reference = model.decode(audio_codes=codes).audio_values\n"
         "print('difference', ((fast - reference).abs().max() / reference.abs().max()).item())\n"
     )
-    environment = {**os.environ, "CXX": str(tmp_path / "no-compiler"), "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "cache")}
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=environment,
-                            cwd=Path(__file__).parent.parent)
+    environment = {
+        **os.environ,
+        "CXX": str(tmp_path / "no-compiler"),
+        "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "cache"),
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env=environment,
+        cwd=Path(__file__).parent.parent,
+    )
     assert result.returncode == 0, result.stderr
     assert "Snake activations run unfused (slower)" in result.stderr
     assert 0 < float(result.stdout.split()[-1]) <= 0.02  # bf16 rounding

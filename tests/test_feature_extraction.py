@@ -7,7 +7,6 @@ import torch
 
 from feature_extraction import RvqganFeatureExtractor
 
-
 SR = 44100
 
 
@@ -189,7 +188,11 @@ def test_missing_sampling_rate_warns_once_and_assumes_model_rate(caplog):
         ([np.ones(10), np.array([np.inf, 0.0])], {}, "contains NaN or inf"),
         (np.float32(0.5), {}, r"got shape \(\)"),
         (np.zeros((1, 2, 100), np.float32), {}, r"got shape \(1, 2, 100\)"),
-        (np.zeros((1000, 2), np.float32), {}, r"(?i)expected \(channels, samples\), got shape \(1000, 2\); transpose it"),
+        (
+            np.zeros((1000, 2), np.float32),
+            {},
+            r"(?i)expected \(channels, samples\), got shape \(1000, 2\); transpose it",
+        ),
         (np.zeros(100, np.float32), {"channels": "stereo"}, "`channels` must be one of"),
         (np.zeros(100, np.float32), {"sampling_rate": 0}, "must be positive"),
         (np.zeros(100, np.float32), {"sampling_rate": -16000}, "must be positive"),

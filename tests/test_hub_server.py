@@ -14,7 +14,6 @@ import urllib.error
 import urllib.request
 
 import pytest
-
 from hub_server import LoopbackHub
 
 PREAMBLE = """\
@@ -30,10 +29,20 @@ def emit(value):
 def run_client(hub: LoopbackHub, code: str, home, **env) -> object:
     """Run `code` (after PREAMBLE) in a subprocess pointed at `hub`; return what it passed to emit()."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_", "TRANSFORMERS_"))}
-    env = {**clean, **hub.client_env(), "HF_HOME": str(home), "HF_TOKEN": "hf_test", "NO_PROXY": "127.0.0.1",
-           "no_proxy": "127.0.0.1", "HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_HUB_DISABLE_TELEMETRY": "1", **env}
-    result = subprocess.run([sys.executable, "-c", PREAMBLE + textwrap.dedent(code)], env=env, capture_output=True,
-                            text=True, timeout=120)
+    env = {
+        **clean,
+        **hub.client_env(),
+        "HF_HOME": str(home),
+        "HF_TOKEN": "hf_test",
+        "NO_PROXY": "127.0.0.1",
+        "no_proxy": "127.0.0.1",
+        "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        **env,
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", PREAMBLE + textwrap.dedent(code)], env=env, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, f"client failed:\n{result.stdout}\n{result.stderr}"
     lines = [line for line in result.stdout.splitlines() if line.startswith("RESULT:")]
     assert lines, f"client emitted nothing:\n{result.stdout}\n{result.stderr}"
@@ -64,7 +73,9 @@ emit(info.oid)
 
 
 def test_create_repo_exist_ok(hub, tmp_path):
-    urls = run_client(hub, """
+    urls = run_client(
+        hub,
+        """
         from huggingface_hub.errors import HfHubHTTPError
         urls = [str(api.create_repo("org/x", exist_ok=True)) for _ in range(2)]
         try:
@@ -73,7 +84,9 @@ def test_create_repo_exist_ok(hub, tmp_path):
         except HfHubHTTPError as e:
             urls.append(e.response.status_code)
         emit(urls)
-    """, tmp_path / "home")
+    """,
+        tmp_path / "home",
+    )
     assert urls == [f"{hub.url}/org/x", f"{hub.url}/org/x", 409]
     assert len(hub.commits("org/x")) == 1  # the initial .gitattributes commit, made once
 
@@ -86,9 +99,13 @@ def test_upload_folder_goes_through_lfs_and_downloads_identical_bytes(hub, tmp_p
     puts = [path for method, path, _ in hub.requests if method == "PUT"]
     assert len(puts) == 1 and any(path.endswith("/info/lfs/objects/batch") for _, path, _ in hub.requests)
 
-    downloaded = run_client(hub, """
+    downloaded = run_client(
+        hub,
+        """
         emit({name: hf_hub_download("org/x", name) for name in ["config.json", "notes.txt", "weights.bin"]})
-    """, tmp_path / "fresh-home")
+    """,
+        tmp_path / "fresh-home",
+    )
     for name, path in downloaded.items():
         assert open(path, "rb").read() == (folder / name).read_bytes(), name
     files = run_client(hub, "emit(api.list_repo_files('org/x'))", tmp_path / "home")
@@ -98,7 +115,9 @@ def test_upload_folder_goes_through_lfs_and_downloads_identical_bytes(hub, tmp_p
 def test_new_commit_keeps_old_revision(hub, tmp_path, folder):
     run_client(hub, "api.create_repo('org/x'); emit(0)", tmp_path / "home")
     first = run_client(hub, UPLOAD, tmp_path / "home", FOLDER=str(folder))
-    result = run_client(hub, f"""
+    result = run_client(
+        hub,
+        f"""
         info = api.upload_file(path_or_fileobj=b"new notes", path_in_repo="notes.txt", repo_id="org/x")
         try:  # a commit based on a stale parent is refused
             api.upload_file(path_or_fileobj=b"x", path_in_repo="y.txt", repo_id="org/x", parent_commit="{first}")
@@ -109,7 +128,9 @@ def test_new_commit_keeps_old_revision(hub, tmp_path, folder):
               "main": Path(hf_hub_download("org/x", "notes.txt")).read_text(),
               "old": Path(hf_hub_download("org/x", "notes.txt", revision="{first}")).read_text(),
               "old_sha": api.model_info("org/x", revision="{first}").sha}})
-    """, tmp_path / "home")
+    """,
+        tmp_path / "home",
+    )
     assert hub.commits("org/x")[1:] == [first, result["second"]] and first != result["second"]
     assert result["stale"] == 412
     assert result["main"] == "new notes"
@@ -134,7 +155,9 @@ def test_snapshot_download_then_offline_from_cache(hub, tmp_path, folder):
 
 
 def test_missing_entry_revision_and_repo_raise_the_client_errors(hub, tmp_path):
-    errors = run_client(hub, """
+    errors = run_client(
+        hub,
+        """
         from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
         api.create_repo("org/x")
         calls = {"entry": lambda: hf_hub_download("org/x", "missing.json"),
@@ -149,7 +172,9 @@ def test_missing_entry_revision_and_repo_raise_the_client_errors(hub, tmp_path):
             except Exception as e:
                 out[name] = [c.__name__ for c in type(e).__mro__]
         emit(out)
-    """, tmp_path / "home")
+    """,
+        tmp_path / "home",
+    )
     # RemoteEntryNotFoundError (the server said so), not LocalEntryNotFoundError (Hub unreachable, not cached):
     # both are EntryNotFoundErrors, but only the first one proves that X-Error-Code: EntryNotFound was understood
     assert "EntryNotFoundError" in errors["entry"] and "RemoteEntryNotFoundError" in errors["entry"]
@@ -159,7 +184,9 @@ def test_missing_entry_revision_and_repo_raise_the_client_errors(hub, tmp_path):
 
 def test_transformers_push_to_hub_then_from_pretrained(hub, tmp_path):
     reference = tmp_path / "reference.pt"
-    run_client(hub, f"""
+    run_client(
+        hub,
+        f"""
         import torch
         from transformers import DacConfig, DacModel
         torch.manual_seed(0)
@@ -171,11 +198,16 @@ def test_transformers_push_to_hub_then_from_pretrained(hub, tmp_path):
         model.push_to_hub("org/tiny-dac")
         torch.save(model.state_dict(), {str(reference)!r})
         emit(0)
-    """, tmp_path / "push-home")
+    """,
+        tmp_path / "push-home",
+    )
     assert {"README.md", "config.json", "model.safetensors"} <= set(
-        run_client(hub, "emit(api.list_repo_files('org/tiny-dac'))", tmp_path / "push-home"))
+        run_client(hub, "emit(api.list_repo_files('org/tiny-dac'))", tmp_path / "push-home")
+    )
 
-    mismatches = run_client(hub, f"""
+    mismatches = run_client(
+        hub,
+        f"""
         import torch
         from transformers import DacModel
         model = DacModel.from_pretrained("org/tiny-dac")
@@ -183,7 +215,9 @@ def test_transformers_push_to_hub_then_from_pretrained(hub, tmp_path):
         state = model.state_dict()
         differ = [k for k in reference if k not in state or not torch.equal(state[k], reference[k])]
         emit(differ + sorted(set(state) - set(reference)))
-    """, tmp_path / "load-home")
+    """,
+        tmp_path / "load-home",
+    )
     assert mismatches == []
 
 
@@ -196,8 +230,12 @@ def test_unknown_route_is_a_logged_404(hub, capfd):
 
 def test_repos_persist_in_root(tmp_path):
     with LoopbackHub(root=tmp_path / "hub") as first:
-        run_client(first, "api.create_repo('org/x'); api.upload_file(path_or_fileobj=b'1', path_in_repo='a.txt', "
-                          "repo_id='org/x'); emit(0)", tmp_path / "home")
+        run_client(
+            first,
+            "api.create_repo('org/x'); api.upload_file(path_or_fileobj=b'1', path_in_repo='a.txt', "
+            "repo_id='org/x'); emit(0)",
+            tmp_path / "home",
+        )
         commits = first.commits("org/x")
     with LoopbackHub(root=tmp_path / "hub") as second:
         assert second.commits("org/x") == commits

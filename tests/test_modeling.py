@@ -1,11 +1,10 @@
 import pytest
 import torch
+from conftest import perturbed, tiny_model
 from safetensors import safe_open
 
-from modeling_rvqgan import RvqganConfig, RvqganModel
 from feature_extraction import RvqganFeatureExtractor
-
-from conftest import perturbed, tiny_model
+from modeling_rvqgan import RvqganConfig, RvqganModel
 
 HOP = 32
 
@@ -143,7 +142,10 @@ def test_odd_strides_return_exactly_the_input_length(ratios):
         for length in (hop * 7, hop * 7 - 3):
             assert model(noise(1, 1, length)).audio_values.shape[-1] == length
             frames = model.encode(noise(1, 1, length)).audio_codes.shape[-1]
-            assert model.decode(audio_codes=model.encode(noise(1, 1, length)).audio_codes).audio_values.shape[-1] == frames * hop
+            assert (
+                model.decode(audio_codes=model.encode(noise(1, 1, length)).audio_codes).audio_values.shape[-1]
+                == frames * hop
+            )
 
 
 @pytest.mark.parametrize("ratios", [[2, 4, 4], [2, 5]])
@@ -164,9 +166,11 @@ def test_batched_equals_solo_with_padding_mask(ratios):
             assert frames == -(-lengths[i] // hop)
             same = (batched.audio_codes[i, :, :frames] == solo.audio_codes[0]).float().mean()
             assert same >= 0.999
-            solo_audio = model.decode(audio_codes=solo.audio_codes, padding_mask=solo_inputs["padding_mask"]).audio_values
+            solo_audio = model.decode(
+                audio_codes=solo.audio_codes, padding_mask=solo_inputs["padding_mask"]
+            ).audio_values
             assert (decoded[i, : lengths[i]] - solo_audio[0, : lengths[i]]).abs().max() <= 1e-4
-            assert decoded[i, lengths[i]:].abs().sum() == 0
+            assert decoded[i, lengths[i] :].abs().sum() == 0
     # without the mask, the padded items would not match: the test can tell
     with torch.no_grad():
         unmasked = model.encode(batch["input_values"]).audio_codes

@@ -4,13 +4,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import TINY, perturbed
 from safetensors.torch import load_file
 from transformers import DacConfig, DacModel
 
 from modeling_rvqgan import RvqganConfig, RvqganModel
-from modeling_rvqgan.convert import from_dac, from_descript, main as convert, to_dac
-
-from conftest import TINY, perturbed
+from modeling_rvqgan.convert import from_dac, from_descript, to_dac
+from modeling_rvqgan.convert import main as convert
 
 FIXTURES = Path(__file__).parent / "fixtures" / "descript"
 DAC_FIELDS = {k: v for k, v in TINY.items()}
@@ -99,8 +99,12 @@ def test_converter_round_trip_dac_rvqgan_dac_is_bit_identical(tmp_path):
     dac_model(**DAC_FIELDS).save_pretrained(tmp_path / "dac")
     convert(["--from", "dac", str(tmp_path / "dac"), str(tmp_path / "rvqgan")])
     convert(["--to", "dac", str(tmp_path / "rvqgan"), str(tmp_path / "dac2")])
-    assert (tmp_path / "dac" / "model.safetensors").read_bytes() == (tmp_path / "dac2" / "model.safetensors").read_bytes()
-    assert DacConfig.from_pretrained(tmp_path / "dac").to_dict() == DacConfig.from_pretrained(tmp_path / "dac2").to_dict()
+    assert (tmp_path / "dac" / "model.safetensors").read_bytes() == (
+        tmp_path / "dac2" / "model.safetensors"
+    ).read_bytes()
+    assert (
+        DacConfig.from_pretrained(tmp_path / "dac").to_dict() == DacConfig.from_pretrained(tmp_path / "dac2").to_dict()
+    )
     assert RvqganConfig.from_pretrained(tmp_path / "rvqgan").model_type == "rvqgan"
     assert (tmp_path / "dac2" / "preprocessor_config.json").exists()
 
@@ -128,7 +132,11 @@ def test_descript_checkpoint_matches_descript_package(name, tmp_path):
             if reference.shape[-1] == audio.shape[-1]:
                 assert (decoded - reference).abs().max() <= 1e-5
             else:  # stride-5 models: DAC drops the last 8 samples; ours keeps them, the rest is identical
-                assert (name, reference.shape[-1], decoded.shape[-1]) == ("tiny16", audio.shape[-1] - 8, audio.shape[-1])
+                assert (name, reference.shape[-1], decoded.shape[-1]) == (
+                    "tiny16",
+                    audio.shape[-1] - 8,
+                    audio.shape[-1],
+                )
                 keep = reference.shape[-1] - 2 * hop
                 assert (decoded[..., :keep] - reference[..., :keep]).abs().max() <= 1e-5
 
@@ -138,7 +146,9 @@ def test_descript_converter_refuses_mismatched_keys(tmp_path):
     del checkpoint["state_dict"]["decoder.model.0.bias"]
     checkpoint["state_dict"]["decoder.extra.weight"] = torch.zeros(1)
     torch.save(checkpoint, tmp_path / "bad.pth")
-    with pytest.raises(ValueError, match=r"missing keys \['decoder.conv1.bias'\], unknown keys \['decoder.extra.weight'\]"):
+    with pytest.raises(
+        ValueError, match=r"missing keys \['decoder.conv1.bias'\], unknown keys \['decoder.extra.weight'\]"
+    ):
         from_descript(tmp_path / "bad.pth")
 
 

@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
-
 from conftest import EXAMPLES, TINY, tiny_model
+
 from modeling_rvqgan import RvqganConfig
 
 ROOT = Path(__file__).parent.parent
@@ -89,16 +89,25 @@ def test_api_compares_a_real_clip_at_two_bitrates_with_the_eval_librarys_numbers
     _, app, model_dir = space
     clip = excerpt(EXAMPLES / "loop_amen.flac", tmp_path / "amen.wav", 1.0)  # stereo drums
     notice, table, csv, original, original_image, *slots = client.predict(
-        clip=handle_file(str(clip)), codebooks=[1, 2], classic=["Opus 6 kbps"], visqol=True, api_name="/compare")
-    players, images = slots[: app.MAX_ROWS], slots[app.MAX_ROWS:]
+        clip=handle_file(str(clip)), codebooks=[1, 2], classic=["Opus 6 kbps"], visqol=True, api_name="/compare"
+    )
+    players, images = slots[: app.MAX_ROWS], slots[app.MAX_ROWS :]
 
     assert "Mixed down from 2 channels to mono" in notice
     reference, rate = sf.read(original, dtype="float32")
     assert sf.info(original).subtype == "FLOAT" and rate == 44100
     np.testing.assert_array_equal(reference, read_audio(clip)[0].mean(0))
     rows = pd.DataFrame(table["data"], columns=table["headers"])
-    assert list(rows.columns) == ["codec", "setting", "kbps", "kbps on disk", "bytes", "mel distance", "SI-SDR (dB)",
-                                  "ViSQOL"]
+    assert list(rows.columns) == [
+        "codec",
+        "setting",
+        "kbps",
+        "kbps on disk",
+        "bytes",
+        "mel distance",
+        "SI-SDR (dB)",
+        "ViSQOL",
+    ]
     assert list(rows["setting"]) == ["1 codebook", "2 codebooks", "6 kbps"]
     pd.testing.assert_frame_equal(pd.read_csv(csv), rows, check_dtype=False)
 
@@ -132,7 +141,8 @@ def test_api_trims_long_clips_with_a_notice(space, client, tmp_path):
     long_clip = tmp_path / "amen_x18.wav"
     sf.write(long_clip, np.tile(audio, (18, 1)), rate, subtype="FLOAT")
     notice, table, _, original, *_ = client.predict(
-        clip=handle_file(str(long_clip)), codebooks=[], classic=["Opus 6 kbps"], visqol=False, api_name="/compare")
+        clip=handle_file(str(long_clip)), codebooks=[], classic=["Opus 6 kbps"], visqol=False, api_name="/compare"
+    )
     assert f"Trimmed to the first {space[1].MAX_SECONDS} s of {18 * len(audio) / rate:.1f} s" in notice
     assert sf.info(original).frames == space[1].MAX_SECONDS * rate
     assert table["headers"][-1] == "SI-SDR (dB)" and len(table["data"]) == 1
@@ -145,12 +155,20 @@ def first_samples_as_wav(path: Path, samples: int) -> bytes:
     return out.getvalue()
 
 
-@pytest.mark.parametrize("name, content, message", [
-    ("broken.wav", CORRUPT_WAV, "broken.wav: unreadable or corrupt audio"),
-    ("notes.txt", b"not audio at all\n", "notes.txt: unreadable or corrupt audio"),
-    ("click.wav", first_samples_as_wav(EXAMPLES / "loop_amen.flac", 100), "click.wav: the clip is shorter than 0.1 s"),
-    (None, None, "Upload, record or pick an example clip first"),
-], ids=["corrupt-wav", "text-file", "too-short", "no-clip"])
+@pytest.mark.parametrize(
+    "name, content, message",
+    [
+        ("broken.wav", CORRUPT_WAV, "broken.wav: unreadable or corrupt audio"),
+        ("notes.txt", b"not audio at all\n", "notes.txt: unreadable or corrupt audio"),
+        (
+            "click.wav",
+            first_samples_as_wav(EXAMPLES / "loop_amen.flac", 100),
+            "click.wav: the clip is shorter than 0.1 s",
+        ),
+        (None, None, "Upload, record or pick an example clip first"),
+    ],
+    ids=["corrupt-wav", "text-file", "too-short", "no-clip"],
+)
 def test_api_reports_unreadable_uploads_in_one_line(space, client, tmp_path, name, content, message):
     from gradio_client import handle_file
     from gradio_client.exceptions import AppError
@@ -170,18 +188,23 @@ def browser():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                             args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
         yield browser
         browser.close()
 
 
 def wait_for_images(page, count: int, suffix: str):
     """Until rows 1..count show their loaded image `<row - 1><suffix>`."""
-    page.wait_for_function("""([count, suffix]) => [...Array(count).keys()].every(i => {
+    page.wait_for_function(
+        """([count, suffix]) => [...Array(count).keys()].every(i => {
         const image = document.querySelector(`#image-${i + 1} img`);
         return image && image.complete && image.naturalWidth > 0 && image.src.endsWith(`/${i}${suffix}`); })""",
-                           arg=[count, suffix])
+        arg=[count, suffix],
+    )
 
 
 def test_browser_upload_compare_one_player_per_bitrate_and_the_table(space, browser, tmp_path):
@@ -205,10 +228,13 @@ def test_browser_upload_compare_one_player_per_bitrate_and_the_table(space, brow
     rows = page.locator("#metrics").get_by_role("row").all_inner_texts()
     assert len(rows) == 1 + len(labels) and rows[0].split()[:2] == ["codec", "setting"]
     href = page.locator("#player-1 a[data-testid=download-link]").get_attribute("href")
-    format_tag, bits, seconds = page.evaluate("""async (href) => {
+    format_tag, bits, seconds = page.evaluate(
+        """async (href) => {
         const data = await (await fetch(href)).arrayBuffer(), header = new DataView(data);
         const audio = await new OfflineAudioContext(1, 1, 44100).decodeAudioData(data.slice(0));
-        return [header.getUint16(20, true), header.getUint16(34, true), audio.duration]; }""", href)
+        return [header.getUint16(20, true), header.getUint16(34, true), audio.duration]; }""",
+        href,
+    )
     assert (format_tag, bits) == (3, 32) and seconds == pytest.approx(1.0, abs=1e-3)  # Chromium decodes the float WAV
 
     page.get_by_label("Difference spectrograms").check()

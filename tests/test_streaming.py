@@ -10,6 +10,7 @@ import pyloudnorm
 import pytest
 import soundfile as sf
 import torch
+from conftest import tiny_model
 
 from rvqgan import audio_io, chunking, compress, decompress
 from rvqgan.audio_io import read_audio
@@ -17,9 +18,6 @@ from rvqgan.chunking import encode_chunked, encode_stream
 from rvqgan.cli import main
 from rvqgan.container import read
 from rvqgan.loudness import LoudnessMeter
-
-from conftest import tiny_model
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -75,11 +73,27 @@ def test_command_reads_and_writes_files_in_blocks_as_whole_arrays_are_coded(monk
     model = tiny_model(sampling_rate=44100)
     model.save_pretrained(tmp_path / "model")
     sf.write(tmp_path / "in.wav", music_like(2, int(48000 * 6.3), 48000).T, 48000, subtype="FLOAT")
-    assert main(["encode", str(tmp_path / "in.wav"), "-o", str(tmp_path), "--model", str(tmp_path / "model"), "--quiet"]) == 0
+    assert (
+        main(["encode", str(tmp_path / "in.wav"), "-o", str(tmp_path), "--model", str(tmp_path / "model"), "--quiet"])
+        == 0
+    )
     data = (tmp_path / "in.rvq").read_bytes()
     audio, rate = read_audio(tmp_path / "in.wav")
     assert data == compress(model, audio, rate, identity=read(data)[0].model_id)
-    assert main(["decode", str(tmp_path / "in.rvq"), "-o", str(tmp_path / "out"), "--model", str(tmp_path / "model"), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "decode",
+                str(tmp_path / "in.rvq"),
+                "-o",
+                str(tmp_path / "out"),
+                "--model",
+                str(tmp_path / "model"),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     decoded, decoded_rate = read_audio(tmp_path / "out" / "in.wav")
     expected, _ = decompress(model, data)
     assert decoded_rate == 48000 and np.array_equal(decoded, expected) and decoded.shape == audio.shape
@@ -97,15 +111,22 @@ def test_memory_does_not_grow_with_the_file(tmp_path):
     """Peak RSS of `rvqgan encode` / `decode` on 10 minutes of audio stays within a few MB of that on 1 minute
     (10 minutes of float32 samples alone are 37 MB). Hop 256, so that the codes, which do grow, are 1 % of that;
     the allocator's fragmentation adds 5-15 MB (with 2 threads, whatever the machine)."""
-    tiny_model(encoder_hidden_size=4, decoder_hidden_size=16, downsampling_ratios=[4, 8, 8]).save_pretrained(tmp_path / "model")
+    tiny_model(encoder_hidden_size=4, decoder_hidden_size=16, downsampling_ratios=[4, 8, 8]).save_pretrained(
+        tmp_path / "model"
+    )
     peaks = {}
     for minutes in (1, 10):
         wav = tmp_path / f"{minutes}min.wav"
         sf.write(wav, np.tile(music_like(1, 16000 * 60, 16000), minutes).T, 16000, subtype="PCM_16")
         for command, source in (("encode", wav), ("decode", tmp_path / "rvq" / f"{minutes}min.rvq")):
             out = tmp_path / ("rvq" if command == "encode" else "decoded")
-            result = subprocess.run([sys.executable, "-c", PEAK_RSS, command, source, "-o", out, "--model", tmp_path / "model", "--quiet"],
-                                    capture_output=True, text=True, check=True, env={**os.environ, "OMP_NUM_THREADS": "2"})
+            result = subprocess.run(
+                [sys.executable, "-c", PEAK_RSS, command, source, "-o", out, "--model", tmp_path / "model", "--quiet"],
+                capture_output=True,
+                text=True,
+                check=True,
+                env={**os.environ, "OMP_NUM_THREADS": "2"},
+            )
             peaks[command, minutes] = int(result.stdout.split()[-1])
     assert sf.info(tmp_path / "decoded" / "10min.wav").frames == 16000 * 600
     for command in ("encode", "decode"):

@@ -6,8 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import datasets
+import numpy as np
 import pytest
 import soundfile as sf
 from conftest import ALSA_SPEECH, EXAMPLES, real_audio, tiny_model
@@ -54,8 +54,24 @@ def setup(tmp_path_factory):
 
 def args(setup, output, *extra):
     model_dir, data = setup
-    return ["--dataset", "audiofolder", "--data-dir", str(data), "--output", str(output), "--model", str(model_dir),
-            "--batch-size", "2", "--shard-size", "2", "--keep-columns", "idx", "audio_path", *extra]
+    return [
+        "--dataset",
+        "audiofolder",
+        "--data-dir",
+        str(data),
+        "--output",
+        str(output),
+        "--model",
+        str(model_dir),
+        "--batch-size",
+        "2",
+        "--shard-size",
+        "2",
+        "--keep-columns",
+        "idx",
+        "audio_path",
+        *extra,
+    ]
 
 
 def first_shards_only(write_shard, n: int):
@@ -81,16 +97,36 @@ sys.exit(tokenize_dataset.main())
 def launch(argv, processes=2, script=("-m", "training.tokenize_dataset")):
     """`accelerate launch` with `processes` CPU processes (torchrun-style: `--multi_gpu` spawns them; without CUDA
     the script makes a gloo group. Accelerate's `--cpu` would run a single process unless mpirun is set up)."""
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes),
-               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0",
-               *script, *argv]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "", "HF_DATASETS_OFFLINE": "1",
-           "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
+    command = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        str(processes),
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        "0",
+        *script,
+        *argv,
+    ]
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "CUDA_VISIBLE_DEVICES": "",
+        "HF_DATASETS_OFFLINE": "1",
+        "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")]),
+    }
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     summary = [line for line in result.stdout.splitlines() if line.startswith("SUMMARY ")]
     assert len(summary) == 1, result.stdout[-3000:]
-    return json.loads(summary[0][len("SUMMARY "):])
+    return json.loads(summary[0][len("SUMMARY ") :])
 
 
 def load_output(output):
@@ -133,7 +169,7 @@ def test_two_processes_killed_after_first_shard_resume_without_duplicates(setup,
 def summary(capsys):
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("SUMMARY ")]
     assert len(lines) == 1
-    return json.loads(lines[0][len("SUMMARY "):])
+    return json.loads(lines[0][len("SUMMARY ") :])
 
 
 def test_streaming_resume_in_process_matches(setup, tmp_path, capsys, monkeypatch):
@@ -186,15 +222,27 @@ def test_other_weights_in_the_same_model_folder_are_refused_on_resume(setup, tmp
 def test_flat_layout_and_default_columns(setup, tmp_path):
     model_dir, data = setup
     output = tmp_path / "flat"
-    argv = ["--dataset", str(data), "--output", str(output), "--model", str(model_dir), "--layout", "flat",
-            "--n-quantizers", "2", "--shard-size", "100"]
+    argv = [
+        "--dataset",
+        str(data),
+        "--output",
+        str(output),
+        "--model",
+        str(model_dir),
+        "--layout",
+        "flat",
+        "--n-quantizers",
+        "2",
+        "--shard-size",
+        "100",
+    ]
     assert tokenize_dataset.main(argv) == 0
     ds = load_output(output)
     assert set(ds.column_names) == {"idx", "text", "audio_codes", "n_frames"}  # all but the audio by default
     tokenizer = AudioTokenizer(tiny_model(sampling_rate=44100), n_quantizers=2, layout="flat")
     for row in ds:
         assert len(row["audio_codes"]) == 2 * row["n_frames"]
-        path = data / ("speech/s%d.wav" % row["idx"] if row["idx"] % 2 else "m%d.flac" % row["idx"])
+        path = data / (f"speech/s{row['idx']}.wav" if row["idx"] % 2 else f"m{row['idx']}.flac")
         np.testing.assert_array_equal(row["audio_codes"], tokenizer.tokenize(str(path)))
 
 

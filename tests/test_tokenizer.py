@@ -2,8 +2,8 @@
 
 import math
 
-import numpy as np
 import datasets
+import numpy as np
 import pytest
 import soundfile as sf
 import soxr
@@ -71,8 +71,9 @@ def test_map_on_dataset_and_streaming_give_identical_codes(model, clips):
     mapped = ds.map(tokenizer, batched=True, batch_size=4, remove_columns=["audio"])
     assert mapped.column_names == ["idx", "audio_codes", "n_frames"]
     assert str(mapped.features["audio_codes"].feature.feature.dtype) == "int16"
-    streamed = list(ds.to_iterable_dataset(num_shards=2).map(tokenizer, batched=True, batch_size=3,
-                                                            remove_columns=["audio"]))
+    streamed = list(
+        ds.to_iterable_dataset(num_shards=2).map(tokenizer, batched=True, batch_size=3, remove_columns=["audio"])
+    )
     assert [row["idx"] for row in streamed] == mapped["idx"] == list(range(len(clips)))
     for row, codes, frames in zip(streamed, mapped["audio_codes"], mapped["n_frames"]):
         np.testing.assert_array_equal(np.asarray(row["audio_codes"]), np.asarray(codes))
@@ -81,8 +82,7 @@ def test_map_on_dataset_and_streaming_give_identical_codes(model, clips):
 
 def test_each_example_codes_equal_encoding_it_alone(model, clips):
     ds = path_dataset(clips)
-    mapped = ds.map(AudioTokenizer(model, max_batch_seconds=0.5), batched=True, batch_size=16,
-                    remove_columns=["audio"])
+    mapped = ds.map(AudioTokenizer(model, max_batch_seconds=0.5), batched=True, batch_size=16, remove_columns=["audio"])
     assert str(mapped.features["audio_codes"].feature.feature.dtype) == "int16"
     for (path, audio, rate), codes, frames in zip(clips, mapped["audio_codes"], mapped["n_frames"]):
         codes = np.asarray(codes)
@@ -142,7 +142,9 @@ def test_detokenize_equals_the_model_round_trip(model, clips):
     decoded = tokenizer.detokenize(tokens)
     inputs = extractor(audio, sampling_rate=rate, return_tensors="pt")
     with torch.no_grad():
-        reference = model.decode(audio_codes=model.encode(inputs["input_values"], n_quantizers=3).audio_codes).audio_values[0]
+        reference = model.decode(
+            audio_codes=model.encode(inputs["input_values"], n_quantizers=3).audio_codes
+        ).audio_values[0]
     assert decoded.dtype == np.float32 and decoded.shape == (tokens.shape[1] * 32,)
     np.testing.assert_allclose(decoded, reference.numpy(), atol=1e-5)
     # a batch of different lengths decodes each item as if alone; n_samples trims

@@ -14,16 +14,16 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from conftest import ALSA_SPEECH, real_audio
 
 from benchmarks.quality import _write_csv, summarize
-from conftest import ALSA_SPEECH, real_audio
 from training.checkpoint import checkpoints, save_checkpoint
 from training.config import load_config
-from training.export_default import export
 from training.data import ExcerptStream, Source, loudness, validation_excerpts
-from training.plot_curves import plot
 from training.discriminators import RvqganDiscriminator
+from training.export_default import export
 from training.losses import discriminator_loss
+from training.plot_curves import plot
 from training.train import Trainer, split_fmaps
 
 ROOT = Path(__file__).parent.parent
@@ -40,13 +40,26 @@ def run_training(*args, processes: int = 1, env=None, wait=True):
     """`accelerate launch` of `training.train` with the tiny config. Several CPU processes need the torchrun-style
     launch (`--multi_gpu`, a gloo group without GPUs): Accelerate's `--cpu` runs one process unless MPI is set up."""
     mode = ["--multi_gpu"] if processes > 1 else ["--cpu"]
-    launcher = [sys.executable, "-m", "accelerate.commands.launch", *mode, "--num_processes", str(processes),
-                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    launcher = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        *mode,
+        "--num_processes",
+        str(processes),
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+    ]
     command = launcher + ["-m", "training.train", "--config", TINY, *args]
     env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
     if not wait:
-        return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        return subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
+        )
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result
@@ -57,8 +70,10 @@ def speech_and_music(tmp_path_factory):
     """Two real sources (alsa-utils speech, sonic-pi music), 3 files each."""
     real_audio(ALSA_SPEECH)
     root = tmp_path_factory.mktemp("data")
-    for name, files in (("speech", sorted(ALSA_SPEECH.parent.glob("*.wav"))[:3]),
-                        ("music", sorted((ROOT / "examples" / "audio").glob("*.flac"))[:3])):
+    for name, files in (
+        ("speech", sorted(ALSA_SPEECH.parent.glob("*.wav"))[:3]),
+        ("music", sorted((ROOT / "examples" / "audio").glob("*.flac"))[:3]),
+    ):
         (root / name).mkdir()
         for f in files:
             (root / name / f.name).symlink_to(f)
@@ -71,8 +86,14 @@ def sources_override(root: Path) -> str:
 
 def test_two_processes_with_gloo(tmp_path, speech_and_music):
     out = tmp_path / "run"
-    run_training(f"output_dir={out}", "num_steps=2", "checkpoint_every=2", "validate_every=2",
-                 sources_override(speech_and_music), processes=2)
+    run_training(
+        f"output_dir={out}",
+        "num_steps=2",
+        "checkpoint_every=2",
+        "validate_every=2",
+        sources_override(speech_and_music),
+        processes=2,
+    )
     logged = metrics(out)
     assert sorted(logged) == [1, 2]
     assert all(math.isfinite(v) for row in logged.values() for k, v in row.items() if k.startswith("loss/"))
@@ -89,10 +110,22 @@ def test_two_processes_with_gloo(tmp_path, speech_and_music):
 
     quality = tmp_path / "quality"
     quality.mkdir()
-    scores = {"mel": 2.5, "stft": 4.0, "visqol": 3.0, "si_sdr": 5.0, "waveform": 0.1, "visqol_speech": float("nan"),
-              "pesq_wb": float("nan"), "stoi": float("nan")}
-    _write_csv(quality / "summary.csv", summarize([{"codec": "rvqgan", "kbps": 7.75, "true_kbps": 6.9, "file": "a.wav",
-                                                    "category": "music", **scores}]))
+    scores = {
+        "mel": 2.5,
+        "stft": 4.0,
+        "visqol": 3.0,
+        "si_sdr": 5.0,
+        "waveform": 0.1,
+        "visqol_speech": float("nan"),
+        "pesq_wb": float("nan"),
+        "stoi": float("nan"),
+    }
+    _write_csv(
+        quality / "summary.csv",
+        summarize(
+            [{"codec": "rvqgan", "kbps": 7.75, "true_kbps": 6.9, "file": "a.wav", "category": "music", **scores}]
+        ),
+    )
     shipped = export(out, tmp_path / "shipped", Path(TINY), quality=quality)
     card = (shipped / "README.md").read_text()
     assert "2 steps (0 reconstruction-only, 2 GAN)" in card and "| 2 | " in card  # the validation row of step 2
@@ -103,9 +136,13 @@ def test_two_processes_with_gloo(tmp_path, speech_and_music):
 
     best = RvqganModel.from_pretrained(out / "best").state_dict()
     assert all(torch.equal(best[k], v) for k, v in RvqganModel.from_pretrained(shipped).state_dict().items())
-    trained = RvqganDiscriminator.from_pretrained(out / "discriminator").state_dict()  # the last step's, as checkpoint 2
-    assert all(torch.equal(trained[k], v) for k, v in
-               RvqganDiscriminator.from_pretrained(shipped / "discriminator").state_dict().items())
+    trained = RvqganDiscriminator.from_pretrained(
+        out / "discriminator"
+    ).state_dict()  # the last step's, as checkpoint 2
+    assert all(
+        torch.equal(trained[k], v)
+        for k, v in RvqganDiscriminator.from_pretrained(shipped / "discriminator").state_dict().items()
+    )
 
 
 def test_sigkill_then_resume_continues_exactly(tmp_path, speech_and_music):
@@ -137,8 +174,17 @@ def test_tiny_model_overfits_one_clip(tmp_path):
     start = int(np.flatnonzero(np.abs(speech) > 0.01)[0])
     (tmp_path / "clip").mkdir()
     sf.write(tmp_path / "clip" / "speech.wav", speech[start : start + int(0.38 * rate)], rate)
-    config = load_config(TINY, [f"output_dir={tmp_path / 'run'}", f"data.train=[{{dataset: {tmp_path / 'clip'}}}]",
-                                "data.validation=[]", "data.shuffle_buffer=0", "batch_size=2", "learning_rate=3e-3"])
+    config = load_config(
+        TINY,
+        [
+            f"output_dir={tmp_path / 'run'}",
+            f"data.train=[{{dataset: {tmp_path / 'clip'}}}]",
+            "data.validation=[]",
+            "data.shuffle_buffer=0",
+            "batch_size=2",
+            "learning_rate=3e-3",
+        ],
+    )
     trainer = Trainer(config)
     batches = iter(trainer.loader)
     mel = [trainer.train_step(next(batches))["loss/mel"] for _ in range(60)]
@@ -214,8 +260,12 @@ def test_config_overrides_and_errors(tmp_path):
         load_config(TINY, ["data.durations=1"])
     with pytest.raises(ValueError, match="key=value"):
         load_config(TINY, ["batch_size"])
-    result = subprocess.run([sys.executable, "-m", "training.train", "--config", TINY, "num_step=3"], cwd=ROOT,
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "training.train", "--config", TINY, "num_step=3"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode != 0 and "num_step" in result.stderr
 
 
@@ -299,8 +349,12 @@ def test_resume_on_another_validation_set_chooses_best_afresh(tmp_path, speech_a
     trainer = Trainer(load_config(TINY, args + [f"data.validation=[{{dataset: {speech_and_music / 'speech'}}}]"]))
     trainer.best = 1.5
     trainer.save_checkpoint()
-    same = Trainer(load_config(TINY, args + [f"data.validation=[{{dataset: {speech_and_music / 'speech'}}}]"]), resume=True)
-    other = Trainer(load_config(TINY, args + [f"data.validation=[{{dataset: {speech_and_music / 'music'}}}]"]), resume=True)
+    same = Trainer(
+        load_config(TINY, args + [f"data.validation=[{{dataset: {speech_and_music / 'speech'}}}]"]), resume=True
+    )
+    other = Trainer(
+        load_config(TINY, args + [f"data.validation=[{{dataset: {speech_and_music / 'music'}}}]"]), resume=True
+    )
     assert same.best == 1.5 and other.best == math.inf
 
 
@@ -329,9 +383,14 @@ def test_selection_recordings_are_held_out_of_training(tmp_path):
 def test_training_record_scores_only_the_current_validation_clips(tmp_path):
     from training.export_default import training_record
 
-    rows = [{"step": 250, "val/mel": 3.0}, {"step": 500, "val/mel": 2.0, "val/clips": "aa"},
-            {"step": 750, "val/mel": 1.5, "val/clips": "aa"}]
-    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps({**r, "val/stft": 1, "val/si_sdr": 0}) + "\n" for r in rows))
+    rows = [
+        {"step": 250, "val/mel": 3.0},
+        {"step": 500, "val/mel": 2.0, "val/clips": "aa"},
+        {"step": 750, "val/mel": 1.5, "val/clips": "aa"},
+    ]
+    (tmp_path / "metrics.jsonl").write_text(
+        "".join(json.dumps({**r, "val/stft": 1, "val/si_sdr": 0}) + "\n" for r in rows)
+    )
     record = training_record(tmp_path, Path(TINY), 750)
     assert "| 500 | 2.000 |" in record and "| 750 | 1.500 |" in record and "| 250 |" not in record
     assert "changed its validation clips after step 250" in record
@@ -340,8 +399,16 @@ def test_training_record_scores_only_the_current_validation_clips(tmp_path):
 def test_moving_average_is_validated_exported_and_resumed(tmp_path, speech_and_music):
     from modeling_rvqgan import RvqganModel
 
-    args = [f"output_dir={tmp_path}", sources_override(speech_and_music), "data.validation_duration=0.5",
-            "ema_decay=0.5", "num_steps=2", "validate_every=1", "checkpoint_every=1", "reconstruction_steps=2"]
+    args = [
+        f"output_dir={tmp_path}",
+        sources_override(speech_and_music),
+        "data.validation_duration=0.5",
+        "ema_decay=0.5",
+        "num_steps=2",
+        "validate_every=1",
+        "checkpoint_every=1",
+        "reconstruction_steps=2",
+    ]
     trainer = Trainer(load_config(TINY, args))
     weights = [[p.detach().clone() for p in trainer.generator.parameters()]]
     for _ in range(2):  # the loop's steps, one at a time, to see each step's weights

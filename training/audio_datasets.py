@@ -11,8 +11,15 @@ import soundfile as sf
 from datasets import Audio
 
 
-def open_audio_dataset(dataset: str, data_dir: str | None = None, name: str | None = None, split: str = "train",
-                       streaming: bool = False, audio_column: str = "audio", num_shards: int = 1):
+def open_audio_dataset(
+    dataset: str,
+    data_dir: str | None = None,
+    name: str | None = None,
+    split: str = "train",
+    streaming: bool = False,
+    audio_column: str = "audio",
+    num_shards: int = 1,
+):
     """A `load_dataset` name or path (Hub id, packaged builder such as "audiofolder" with `data_dir`, local folder of
     audio files) or a `save_to_disk` folder, as a `Dataset` (an `IterableDataset` with `streaming`) whose
     `audio_column` is `Audio(decode=False)`. A local audio folder read without torchcodec becomes `num_shards`
@@ -66,8 +73,13 @@ def local_audio_folder(folder: Path, audio_column: str = "audio"):
     import pandas as pd
 
     extensions = {f".{e.lower()}" for e in sf.available_formats()} | {".mp3", ".opus", ".oga"}
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in extensions
-                   and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+    files = sorted(
+        p
+        for p in folder.rglob("*")
+        if p.is_file()
+        and p.suffix.lower() in extensions
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    )
     if not files:
         raise ValueError(f"No audio files under {folder}")
     metadata = {}

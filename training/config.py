@@ -9,7 +9,6 @@ import yaml
 
 from .data import Source
 
-
 LAMBDAS = {"mel": 15.0, "feature": 2.0, "adversarial": 1.0, "commitment": 0.25, "codebook": 1.0}
 
 
@@ -55,7 +54,9 @@ class TrainConfig:
 
     def __post_init__(self):
         if self.keep_checkpoints < 1:
-            raise ValueError(f"keep_checkpoints must be at least 1 (--resume reads the newest), got {self.keep_checkpoints}")
+            raise ValueError(
+                f"keep_checkpoints must be at least 1 (--resume reads the newest), got {self.keep_checkpoints}"
+            )
 
 
 def _build(cls, values: dict, where: str):
@@ -75,7 +76,9 @@ def _build(cls, values: dict, where: str):
         values["data"] = _build(DataConfig, values.get("data") or {}, "data.")
         unknown = sorted(set(values.get("lambdas") or {}) - set(LAMBDAS))
         if unknown:
-            raise ValueError(f"Unknown loss weight(s) {', '.join('lambdas.' + k for k in unknown)}; known: {sorted(LAMBDAS)}")
+            raise ValueError(
+                f"Unknown loss weight(s) {', '.join('lambdas.' + k for k in unknown)}; known: {sorted(LAMBDAS)}"
+            )
         values["lambdas"] = {**LAMBDAS, **(values.get("lambdas") or {})}
         if "betas" in values:
             values["betas"] = tuple(values["betas"])

@@ -2,12 +2,12 @@
 
 Each source is opened with `Audio(decode=False)` (see `training.audio_datasets`) and streamed; sources are mixed with
 `interleave_datasets` at the given probabilities (equal by default, as DAC samples its groups) and split across
-processes with `split_dataset_by_node`; a buffer of excerpts shuffles the order. From each file one random excerpt is read by seeking (soundfile reads only
-those samples), made mono, resampled to the model rate (soxr), normalised to -16 LUFS (BS.1770, the excerpt
-zero-padded to 0.5 s for the measurement as audiotools does, floored at -70), scaled down to a peak of at most 1
-and given a random constant phase shift. Near-silent excerpts (below -40 LUFS) are redrawn up to 8 times, then the
-file is skipped. The stream is endless (epochs) and resumable: `state_dict()` holds the dataset position and the
-excerpt RNG, exact when batches are read in the training process (no loader workers).
+processes with `split_dataset_by_node`; a buffer of excerpts shuffles the order. From each file one random excerpt is
+read by seeking (soundfile reads only those samples), made mono, resampled to the model rate (soxr), normalised to -16
+LUFS (BS.1770, the excerpt zero-padded to 0.5 s for the measurement as audiotools does, floored at -70), scaled down to
+a peak of at most 1 and given a random constant phase shift. Near-silent excerpts (below -40 LUFS) are redrawn up to 8
+times, then the file is skipped. The stream is endless (epochs) and resumable: `state_dict()` holds the dataset position
+and the excerpt RNG, exact when batches are read in the training process (no loader workers).
 """
 
 import io
@@ -47,8 +47,15 @@ def open_sources(sources: list[Source], streaming: bool = True, num_shards: int 
     """Each source as a one-column (`"audio"`, undecoded) dataset."""
     opened = []
     for source in sources:
-        ds = open_audio_dataset(source.dataset, source.data_dir, source.name, source.split, streaming,
-                                source.audio_column, num_shards=num_shards)
+        ds = open_audio_dataset(
+            source.dataset,
+            source.data_dir,
+            source.name,
+            source.split,
+            streaming,
+            source.audio_column,
+            num_shards=num_shards,
+        )
         ds = ds.select_columns([source.audio_column])
         opened.append(ds.rename_column(source.audio_column, "audio") if source.audio_column != "audio" else ds)
     return opened
@@ -95,13 +102,28 @@ class ExcerptStream(torch.utils.data.IterableDataset):
             apart in the stream; part of the state, so resuming is exact (datasets' own shuffle buffer is not).
     """
 
-    def __init__(self, sources: list[Source], sampling_rate: int, duration: float, seed: int = 0, rank: int = 0,
-                 world_size: int = 1, loudness_db: float = -16.0, loudness_cutoff_db: float = -40.0,
-                 shuffle_buffer: int = 64, tries: int = 8):
+    def __init__(
+        self,
+        sources: list[Source],
+        sampling_rate: int,
+        duration: float,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        loudness_db: float = -16.0,
+        loudness_cutoff_db: float = -40.0,
+        shuffle_buffer: int = 64,
+        tries: int = 8,
+    ):
         opened = open_sources(sources, num_shards=world_size)
         weights = np.array([s.weight for s in sources], dtype=np.float64)
-        mixed = opened[0] if len(opened) == 1 else interleave_datasets(
-            opened, probabilities=(weights / weights.sum()).tolist(), seed=seed, stopping_strategy="all_exhausted")
+        mixed = (
+            opened[0]
+            if len(opened) == 1
+            else interleave_datasets(
+                opened, probabilities=(weights / weights.sum()).tolist(), seed=seed, stopping_strategy="all_exhausted"
+            )
+        )
         self.stream = split_dataset_by_node(mixed, rank=rank, world_size=world_size)
         self.rng = np.random.default_rng([seed, rank])
         self.buffer: list[np.ndarray] = []
@@ -145,7 +167,11 @@ class ExcerptStream(torch.utils.data.IterableDataset):
 
     def state_dict(self) -> dict:
         buffer = np.stack(self.buffer) if self.buffer else np.zeros((0, self.n_samples), np.float32)
-        return {"stream": self.stream.state_dict(), "rng": self.rng.bit_generator.state, "buffer": torch.from_numpy(buffer)}
+        return {
+            "stream": self.stream.state_dict(),
+            "rng": self.rng.bit_generator.state,
+            "buffer": torch.from_numpy(buffer),
+        }
 
     def load_state_dict(self, state: dict):
         self.stream.load_state_dict(state["stream"])
@@ -154,8 +180,15 @@ class ExcerptStream(torch.utils.data.IterableDataset):
         self.buffer = list(state["buffer"].numpy())
 
 
-def validation_excerpts(sources: list[Source], sampling_rate: int, duration: float, count: int, seed: int = 0,
-                        loudness_db: float = -16.0, loudness_cutoff_db: float = -40.0) -> list[np.ndarray]:
+def validation_excerpts(
+    sources: list[Source],
+    sampling_rate: int,
+    duration: float,
+    count: int,
+    seed: int = 0,
+    loudness_db: float = -16.0,
+    loudness_cutoff_db: float = -40.0,
+) -> list[np.ndarray]:
     """A fixed validation set: up to `count` `(T,)` float32 excerpts, one per file, taking the sources in turn,
     at the model rate, mono, normalised as for training; the same on every call with the same arguments."""
     rng = np.random.default_rng(seed)

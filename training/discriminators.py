@@ -88,8 +88,9 @@ class MRD(nn.Module):
     """Multi-band complex STFT discriminator: `[B, 2 (re, im), frames, bins]` split into frequency bands, one conv
     stack per band, concatenated on the frequency axis, then `conv_post`. fmap has 5 * len(bands) + 1 entries."""
 
-    def __init__(self, window_length: int, hop_factor: float = 0.25, sampling_rate: int = 44100, bands=BANDS,
-                 channels: int = 32):
+    def __init__(
+        self, window_length: int, hop_factor: float = 0.25, sampling_rate: int = 44100, bands=BANDS, channels: int = 32
+    ):
         super().__init__()
         self.window_length = window_length
         self.hop_length = int(window_length * hop_factor)
@@ -119,8 +120,14 @@ class MRD(nn.Module):
         right_pad = -length % self.hop_length
         pad = (self.window_length - self.hop_length) // 2
         audio = F.pad(audio, (pad, pad + right_pad), mode="reflect")
-        stft = torch.stft(audio.reshape(-1, audio.shape[-1]), n_fft=self.window_length, hop_length=self.hop_length,
-                          window=self.window, center=True, return_complex=True)[..., 2:-2]
+        stft = torch.stft(
+            audio.reshape(-1, audio.shape[-1]),
+            n_fft=self.window_length,
+            hop_length=self.hop_length,
+            window=self.window,
+            center=True,
+            return_complex=True,
+        )[..., 2:-2]
         spec = torch.view_as_real(stft).permute(0, 3, 2, 1)  # (B, bins, frames, 2) -> (B, 2, frames, bins)
         return [spec[..., low:high] for low, high in self.bands]
 
@@ -138,8 +145,16 @@ class RvqganDiscriminator(nn.Module, huggingface_hub.PyTorchModelHubMixin):
     `stft_channels` make a lighter one. `save_pretrained` / `from_pretrained` write safetensors and config.json.
     """
 
-    def __init__(self, sampling_rate: int = 44100, periods=(2, 3, 5, 7, 11), fft_sizes=(2048, 1024, 512), rates=(),
-                 bands=BANDS, period_channels=(32, 128, 512, 1024, 1024), stft_channels: int = 32):
+    def __init__(
+        self,
+        sampling_rate: int = 44100,
+        periods=(2, 3, 5, 7, 11),
+        fft_sizes=(2048, 1024, 512),
+        rates=(),
+        bands=BANDS,
+        period_channels=(32, 128, 512, 1024, 1024),
+        stft_channels: int = 32,
+    ):
         super().__init__()
         discriminators = [MPD(period, period_channels) for period in periods]
         discriminators += [MSD(rate, sampling_rate) for rate in rates]

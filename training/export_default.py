@@ -63,21 +63,30 @@ def training_record(run_dir: Path, config_path: Path, step: int) -> str:
         "soundtracks, instrument samples, desktop and game sounds; each package's licence in `LICENSES.md` of the "
         "rvqgan sources), mixed in equal shares; the evaluation clips of `evaluation.make_eval_set` held out.",
         "",
-        f"- Architecture: the paper's 44.1 kHz model (hop 512, {model.get('n_codebooks')} x {model.get('codebook_size')} "
-        f"codes) at encoder width {model.get('encoder_hidden_size')} and decoder width {model.get('decoder_hidden_size')}.",
+        f"- Architecture: the paper's 44.1 kHz model (hop 512, {model.get('n_codebooks')} x "
+        f"{model.get('codebook_size')} codes) at encoder width {model.get('encoder_hidden_size')} and decoder width "
+        f"{model.get('decoder_hidden_size')}.",
         f"- Recipe: batch {config.batch_size} x {config.data.duration} s, AdamW lr {config.learning_rate:g}, "
         f"betas {tuple(config.betas)}; the first {config.reconstruction_steps} steps on the mel, commitment and "
         "codebook losses alone, then the paper's GAN recipe (multi-period and multi-band STFT discriminators)"
-        + (f"; validated and shipped: a moving average of the weights (decay {config.ema_decay:g})." if config.ema_decay
-           else "."),
+        + (
+            f"; validated and shipped: a moving average of the weights (decay {config.ema_decay:g})."
+            if config.ema_decay
+            else "."
+        ),
         f"- Compute: {step} steps ({warmup} reconstruction-only, {step - warmup} GAN), {training_hours(run_dir):.1f} "
         "wall-clock hours on a 2-core CPU (the machine shared with other work at times).",
         "",
         f"Validation ({config.data.validation_examples} clips of {config.data.validation_duration:g} s from "
-        + ", ".join(f"`{source.dataset}`" for source in config.data.validation) + ", held out of training; all "
+        + ", ".join(f"`{source.dataset}`" for source in config.data.validation)
+        + ", held out of training; all "
         "codebooks; this folder's weights are the step with the lowest mel distance"
-        + (f"; the run changed its validation clips after step {max(earlier)}, earlier scores are in its "
-           "`metrics.jsonl`):" if earlier else "):"),
+        + (
+            f"; the run changed its validation clips after step {max(earlier)}, earlier scores are in its "
+            "`metrics.jsonl`):"
+            if earlier
+            else "):"
+        ),
         "",
         "| step | mel ↓ | STFT ↓ | SI-SDR ↑ |",
         "|---:|---:|---:|---:|",
@@ -90,6 +99,7 @@ def quality_rows(quality_dir: Path) -> list[dict]:
     """The all-clips rows of a `benchmarks.quality` output folder's `summary.csv`, rounded ("–": not measured)."""
     with open(quality_dir / "summary.csv", newline="") as handle:
         rows = [row for row in csv.DictReader(handle) if row["category"] == "all"]
+
     def cell(column: str, value: str):
         return value if column == "codec" else round(float(value), 3) if math.isfinite(float(value)) else "–"
 

@@ -14,8 +14,15 @@ from evaluation.metrics import CLAMP_EPS, MEL_N_MELS, MEL_WINDOWS, STFT_WINDOWS,
 def stft_magnitude(audio: torch.Tensor, window_length: int) -> torch.Tensor:
     """|STFT| as audiotools computes it (hann, hop w/4, centred, reflect padding): (B, 1, T) -> (B, bins, frames)."""
     window = torch.hann_window(window_length, dtype=torch.float64, device=audio.device).to(audio.dtype)
-    spec = torch.stft(audio.reshape(-1, audio.shape[-1]), n_fft=window_length, hop_length=window_length // 4,
-                      window=window, center=True, pad_mode="reflect", return_complex=True)
+    spec = torch.stft(
+        audio.reshape(-1, audio.shape[-1]),
+        n_fft=window_length,
+        hop_length=window_length // 4,
+        window=window,
+        center=True,
+        pad_mode="reflect",
+        return_complex=True,
+    )
     return spec.abs()
 
 
@@ -23,8 +30,16 @@ class MelSpectrogramLoss(nn.Module):
     """Multi-scale mel loss; the defaults are DAC's training config (7 scales, log10, clamp 1e-5, no magnitude term):
     `sum over scales of log_weight * L1(log10(clamp(mel)^pow)) + mag_weight * L1(mel)`."""
 
-    def __init__(self, sampling_rate: int, n_mels=MEL_N_MELS, window_lengths=MEL_WINDOWS, clamp_eps: float = CLAMP_EPS,
-                 pow: float = 1.0, mag_weight: float = 0.0, log_weight: float = 1.0):
+    def __init__(
+        self,
+        sampling_rate: int,
+        n_mels=MEL_N_MELS,
+        window_lengths=MEL_WINDOWS,
+        clamp_eps: float = CLAMP_EPS,
+        pow: float = 1.0,
+        mag_weight: float = 0.0,
+        log_weight: float = 1.0,
+    ):
         super().__init__()
         self.window_lengths = tuple(window_lengths)
         self.clamp_eps, self.pow, self.mag_weight, self.log_weight = clamp_eps, pow, mag_weight, log_weight
@@ -38,8 +53,9 @@ class MelSpectrogramLoss(nn.Module):
             filters = getattr(self, f"filters_{window}")
             mel_x = filters @ stft_magnitude(estimate, window)
             mel_y = filters @ stft_magnitude(reference, window)
-            loss += self.log_weight * F.l1_loss(mel_x.clamp(self.clamp_eps).pow(self.pow).log10(),
-                                                mel_y.clamp(self.clamp_eps).pow(self.pow).log10())
+            loss += self.log_weight * F.l1_loss(
+                mel_x.clamp(self.clamp_eps).pow(self.pow).log10(), mel_y.clamp(self.clamp_eps).pow(self.pow).log10()
+            )
             loss += self.mag_weight * F.l1_loss(mel_x, mel_y)
         return loss
 
@@ -48,8 +64,14 @@ class MultiScaleSTFTLoss(nn.Module):
     """Multi-scale STFT loss (class defaults, logged only in DAC's training):
     `sum over scales of log_weight * L1(log10(clamp(|X|)^pow)) + mag_weight * L1(|X|)`."""
 
-    def __init__(self, window_lengths=STFT_WINDOWS, clamp_eps: float = CLAMP_EPS, pow: float = 2.0,
-                 mag_weight: float = 1.0, log_weight: float = 1.0):
+    def __init__(
+        self,
+        window_lengths=STFT_WINDOWS,
+        clamp_eps: float = CLAMP_EPS,
+        pow: float = 2.0,
+        mag_weight: float = 1.0,
+        log_weight: float = 1.0,
+    ):
         super().__init__()
         self.window_lengths = tuple(window_lengths)
         self.clamp_eps, self.pow, self.mag_weight, self.log_weight = clamp_eps, pow, mag_weight, log_weight
@@ -58,8 +80,9 @@ class MultiScaleSTFTLoss(nn.Module):
         loss = 0.0
         for window in self.window_lengths:
             mag_x, mag_y = stft_magnitude(estimate, window), stft_magnitude(reference, window)
-            loss += self.log_weight * F.l1_loss(mag_x.clamp(self.clamp_eps).pow(self.pow).log10(),
-                                                mag_y.clamp(self.clamp_eps).pow(self.pow).log10())
+            loss += self.log_weight * F.l1_loss(
+                mag_x.clamp(self.clamp_eps).pow(self.pow).log10(), mag_y.clamp(self.clamp_eps).pow(self.pow).log10()
+            )
             loss += self.mag_weight * F.l1_loss(mag_x, mag_y)
         return loss
 

@@ -75,36 +75,36 @@ SENTENCES = [
 VOICES = ["", "+f2", "+m3", "+f4"]
 LICENSES = {
     "klettres": "Debian `klettres-data`: letters and syllables recorded by native speakers, GPL-2.0-or-later, "
-                "© 2001-2011 Anne-Marie Mahfouf and the KLettres authors (/usr/share/doc/klettres-data/copyright)",
+    "© 2001-2011 Anne-Marie Mahfouf and the KLettres authors (/usr/share/doc/klettres-data/copyright)",
     "hedgewars": "Debian `hedgewars-data`: voice packs, sound effects and `ride_of_the_valkyries.ogg` (`Data/Sounds`), "
-                 "GFDL-1.3 with no Invariant Sections, no Front-Cover and no Back-Cover Texts, © 2004-2006 Andrey "
-                 "Korotaev; `Droplet*.ogg` CC-BY-SA-3.0, saugox (freesound.org/people/saugox/sounds/37548, which the "
-                 "copyright file notes shows CC-BY-3.0) (/usr/share/doc/hedgewars-data/copyright)",
+    "GFDL-1.3 with no Invariant Sections, no Front-Cover and no Back-Cover Texts, © 2004-2006 Andrey "
+    "Korotaev; `Droplet*.ogg` CC-BY-SA-3.0, saugox (freesound.org/people/saugox/sounds/37548, which the "
+    "copyright file notes shows CC-BY-3.0) (/usr/share/doc/hedgewars-data/copyright)",
     "ktuberling": "Debian `ktuberling-data`: spoken words, GPL-2.0-or-later, © 1999-2017 Albert Astals Cid, Éric "
-                  "Bischoff, Meni Livne, the KDE Team and others (/usr/share/doc/ktuberling-data/copyright)",
+    "Bischoff, Meni Livne, the KDE Team and others (/usr/share/doc/ktuberling-data/copyright)",
     "asterisk": "Asterisk core sound prompts (Debian `asterisk-core-sounds-{en,fr,es}-g722`), CC-BY-SA-3.0, "
-                "© 2003-2010 Allison Smith (en, es), © 2006-2008 June Wallack (fr) "
-                "(/usr/share/doc/asterisk-core-sounds-*-g722/copyright)",
+    "© 2003-2010 Allison Smith (en, es), © 2006-2008 June Wallack (fr) "
+    "(/usr/share/doc/asterisk-core-sounds-*-g722/copyright)",
     "alsa": "Debian `alsa-utils`: speaker-test's channel announcements, GPL-2, © 1998-2022 Jaroslav Kysela and "
-            "others (/usr/share/doc/alsa-utils/copyright)",
+    "others (/usr/share/doc/alsa-utils/copyright)",
     "espeak": "synthesised with `espeak-ng` (Debian `espeak-ng`, `espeak-ng-data`), GPL-3.0-or-later, © 2005-2016 "
-              "Jonathan Duddington, Reece H. Dunn (/usr/share/doc/espeak-ng-data/copyright)",
+    "Jonathan Duddington, Reece H. Dunn (/usr/share/doc/espeak-ng-data/copyright)",
     "wesnoth": "Debian `wesnoth-1.16-music`: The Battle for Wesnoth soundtrack, GPL-2.0-or-later, © 2003-2009 David "
-               "White and the Wesnoth contributors (/usr/share/doc/wesnoth-1.16-music/copyright)",
+    "White and the Wesnoth contributors (/usr/share/doc/wesnoth-1.16-music/copyright)",
     "colobot": "Debian `colobot-common-sounds`: music and sound effects, GPL-3.0-or-later, © 2001-2016 Daniel Roux, "
-               "EPSITEC SA & TerranovaTeam (/usr/share/doc/colobot-common-sounds/copyright)",
+    "EPSITEC SA & TerranovaTeam (/usr/share/doc/colobot-common-sounds/copyright)",
     "nexuiz": "Debian `nexuiz-music`: the Nexuiz soundtrack (`music.pk3`), GPL-2.0-or-later, © 2002-2009 Alientrap, "
-              "Lee Vermeulen (/usr/share/doc/nexuiz-music/copyright)",
+    "Lee Vermeulen (/usr/share/doc/nexuiz-music/copyright)",
     "frozen-bubble": "Debian `frozen-bubble-data`: soundtrack and sound effects, GPL-2 (version 2 only), © 2000-2010 "
-                     "The Frozen-Bubble Team, 2012 Kartik Thakore (/usr/share/doc/frozen-bubble-data/copyright)",
+    "The Frozen-Bubble Team, 2012 Kartik Thakore (/usr/share/doc/frozen-bubble-data/copyright)",
     "sonic-pi": "Debian `sonic-pi-samples`, CC0 1.0, freesound.org authors named per file "
-                "(/usr/share/doc/sonic-pi-samples/copyright, /usr/share/sonic-pi/samples/README.md)",
+    "(/usr/share/doc/sonic-pi-samples/copyright, /usr/share/sonic-pi/samples/README.md)",
     "freedesktop": "Debian `sound-theme-freedesktop`, per file: CC-BY-SA-3.0 (Tim/corsica_s, Lucas McCallister, "
-                   "horsthorstensen, Ivica Bukvic, Red Hat, Inc.), CC-BY-3.0 (Dr. Richard Boulanger et al), "
-                   "GPL-2.0-or-later (Damien Sandras), GPL-2 (the Pidgin developers) "
-                   "(/usr/share/doc/sound-theme-freedesktop/copyright)",
+    "horsthorstensen, Ivica Bukvic, Red Hat, Inc.), CC-BY-3.0 (Dr. Richard Boulanger et al), "
+    "GPL-2.0-or-later (Damien Sandras), GPL-2 (the Pidgin developers) "
+    "(/usr/share/doc/sound-theme-freedesktop/copyright)",
     "oxygen": "Debian `oxygen-sounds`, LGPL-3.0-or-later, © 2008 Nuno Filipe Povoa "
-              "(/usr/share/doc/oxygen-sounds/copyright)",
+    "(/usr/share/doc/oxygen-sounds/copyright)",
 }
 
 
@@ -137,24 +137,23 @@ def candidates() -> dict[str, list[tuple[str, Path]]]:
     sonic = sorted(r["sonic-pi"].glob("*.flac"))
     return {
         "speech": [("klettres", p) for p in sorted(r["klettres"].glob("*/*/*.ogg"))]
-                  + [("hedgewars", p) for p in sorted(r["hedgewars"].glob("voices/*/*.ogg"))]
-                  + [("ktuberling", p) for p in sorted(r["ktuberling"].glob("*/*.ogg"))]
-                  + [("asterisk", p) for lang in ("en", "fr", "es")
-                     for p in sorted(set(r["asterisk"].glob(f"{lang}/**/*.g722")))]
-                  + [("alsa", p) for p in sorted(r["alsa"].glob("*.wav")) if p.stem != "Noise"],
+        + [("hedgewars", p) for p in sorted(r["hedgewars"].glob("voices/*/*.ogg"))]
+        + [("ktuberling", p) for p in sorted(r["ktuberling"].glob("*/*.ogg"))]
+        + [("asterisk", p) for lang in ("en", "fr", "es") for p in sorted(set(r["asterisk"].glob(f"{lang}/**/*.g722")))]
+        + [("alsa", p) for p in sorted(r["alsa"].glob("*.wav")) if p.stem != "Noise"],
         "music": [("wesnoth", p) for p in sorted(r["wesnoth"].glob("*.ogg"))]
-                 + [("colobot", p) for p in sorted(r["colobot"].glob("music/*.ogg"))]
-                 + [("nexuiz", p) for p in nexuiz if p.name != NEXUIZ_GENERAL]
-                 + [("frozen-bubble", p) for p in sorted(r["frozen-bubble"].glob("*zik*.ogg"))]
-                 + [("hedgewars", r["hedgewars"] / HEDGEWARS_MUSIC)]
-                 + [("sonic-pi", p) for p in sonic if not p.name.startswith(GENERAL_PREFIXES)],
+        + [("colobot", p) for p in sorted(r["colobot"].glob("music/*.ogg"))]
+        + [("nexuiz", p) for p in nexuiz if p.name != NEXUIZ_GENERAL]
+        + [("frozen-bubble", p) for p in sorted(r["frozen-bubble"].glob("*zik*.ogg"))]
+        + [("hedgewars", r["hedgewars"] / HEDGEWARS_MUSIC)]
+        + [("sonic-pi", p) for p in sonic if not p.name.startswith(GENERAL_PREFIXES)],
         "general": [("freedesktop", r["freedesktop"] / f"{name}.oga") for name in FREEDESKTOP]
-                   + [("oxygen", p) for p in sorted(r["oxygen"].glob("Oxygen-*.ogg"))]
-                   + [("hedgewars", p) for p in effects]
-                   + [("colobot", p) for p in sorted(r["colobot"].glob("sounds/*.wav"))]
-                   + [("nexuiz", p) for p in nexuiz if p.name == NEXUIZ_GENERAL]
-                   + [("frozen-bubble", p) for p in sorted(r["frozen-bubble"].glob("*.ogg")) if "zik" not in p.name]
-                   + [("sonic-pi", p) for p in sonic if p.name.startswith(GENERAL_PREFIXES)],
+        + [("oxygen", p) for p in sorted(r["oxygen"].glob("Oxygen-*.ogg"))]
+        + [("hedgewars", p) for p in effects]
+        + [("colobot", p) for p in sorted(r["colobot"].glob("sounds/*.wav"))]
+        + [("nexuiz", p) for p in nexuiz if p.name == NEXUIZ_GENERAL]
+        + [("frozen-bubble", p) for p in sorted(r["frozen-bubble"].glob("*.ogg")) if "zik" not in p.name]
+        + [("sonic-pi", p) for p in sonic if p.name.startswith(GENERAL_PREFIXES)],
     }
 
 
@@ -184,8 +183,27 @@ def decode(source: Path | tuple[str, str]) -> tuple[np.ndarray, int]:
         voice, text = source
         data = subprocess.run(["espeak-ng", "-v", voice, "--stdout", text], check=True, capture_output=True).stdout
     elif source.suffix == ".g722":
-        pcm = subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-f", "g722", "-i", str(source), "-ac", "1",
-                              "-ar", "16000", "-f", "s16le", "-"], check=True, capture_output=True).stdout
+        pcm = subprocess.run(
+            [
+                "ffmpeg",
+                "-nostdin",
+                "-loglevel",
+                "error",
+                "-f",
+                "g722",
+                "-i",
+                str(source),
+                "-ac",
+                "1",
+                "-ar",
+                "16000",
+                "-f",
+                "s16le",
+                "-",
+            ],
+            check=True,
+            capture_output=True,
+        ).stdout
         return np.frombuffer(pcm, np.int16).astype(np.float32) / 32768, 16000
     else:
         data = raw(source)
@@ -207,10 +225,20 @@ def write(job: tuple[Path, str, Path | tuple[str, str]]) -> list[tuple[str, floa
 
 def jobs(train: Path) -> list[tuple[str, str, tuple[Path, str, Path | tuple[str, str]]]]:
     """(category, source key, `write` job) of every source, the espeak-ng sentences last."""
-    listed = [(category, key, (train / category, stem(key, path), path))
-              for category, files in sources().items() for key, path in files]
-    spoken = [("speech", "espeak", (train / "speech", f"espeak-{language}{voice.replace('+', '-')}",
-                                    (language + voice, text))) for language, text in SENTENCES for voice in VOICES]
+    listed = [
+        (category, key, (train / category, stem(key, path), path))
+        for category, files in sources().items()
+        for key, path in files
+    ]
+    spoken = [
+        (
+            "speech",
+            "espeak",
+            (train / "speech", f"espeak-{language}{voice.replace('+', '-')}", (language + voice, text)),
+        )
+        for language, text in SENTENCES
+        for voice in VOICES
+    ]
     return listed + spoken
 
 
@@ -243,8 +271,9 @@ def hold_out(train: Path, selection: Path) -> list[Path]:
         segments = defaultdict(list)
         for path in sorted(folder.glob("*.flac")):
             segments[recording(path.stem)].append(path)
-        long_enough = [name for name, paths in segments.items()
-                       if any(sf.info(p).duration >= SELECTION_SECONDS for p in paths)]
+        long_enough = [
+            name for name, paths in segments.items() if any(sf.info(p).duration >= SELECTION_SECONDS for p in paths)
+        ]
         (selection / folder.name).mkdir(parents=True, exist_ok=True)
         for name in sorted(long_enough, key=lambda n: hashlib.sha1(n.encode()).digest())[:SELECTION]:
             paths = segments[name]
@@ -275,14 +304,26 @@ def build(out: Path, workers: int = 2) -> list[str]:
     held = {recording(path.stem) for path in held_out}
     stats = defaultdict(list)
     for (category, key, _), written in zip(todo, results):
-        stats[category, key] += [(seconds, rate) for name, seconds, rate in written if recording(Path(name).stem) not in held]
+        stats[category, key] += [
+            (seconds, rate) for name, seconds, rate in written if recording(Path(name).stem) not in held
+        ]
     rows = table(stats)
-    lines = ["# Licences of the default model's training data", "",
-             "Generated by `python -m training.make_default_data`. Files are named `<source>-<path>-<k>.flac`: "
-             "segment k (at most 10 s) of the file at <path> below the source's folder, mixed to mono.", ""]
+    lines = [
+        "# Licences of the default model's training data",
+        "",
+        "Generated by `python -m training.make_default_data`. Files are named `<source>-<path>-<k>.flac`: "
+        "segment k (at most 10 s) of the file at <path> below the source's folder, mixed to mono.",
+        "",
+    ]
     lines += [f"- `{key}-*`: {text}" for key, text in LICENSES.items()]
-    lines += ["", *rows, "", "Held out for checkpoint selection (`selection/`, not trained on): "
-              + ", ".join(f"`{p.parent.name}/{p.name}`" for p in held_out), ""]
+    lines += [
+        "",
+        *rows,
+        "",
+        "Held out for checkpoint selection (`selection/`, not trained on): "
+        + ", ".join(f"`{p.parent.name}/{p.name}`" for p in held_out),
+        "",
+    ]
     (out / "LICENSES.md").write_text("\n".join(lines))
     return rows
 

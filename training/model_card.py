@@ -18,7 +18,11 @@ def model_card(config: RvqganConfig, repo_id: str, checkpoint_dir: str | Path) -
     writes it) fills the evaluation table; `training.md` the training section (data, compute, licences).
     """
     checkpoint_dir = Path(checkpoint_dir)
-    rows = json.loads((checkpoint_dir / "eval_results.json").read_text()) if (checkpoint_dir / "eval_results.json").exists() else []
+    rows = (
+        json.loads((checkpoint_dir / "eval_results.json").read_text())
+        if (checkpoint_dir / "eval_results.json").exists()
+        else []
+    )
     columns = list(rows[0]) if rows else []
     card_data = ModelCardData(
         library_name="transformers",

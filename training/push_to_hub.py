@@ -55,7 +55,8 @@ def load_checkpoint(checkpoint_dir: str | Path) -> tuple[RvqganModel, RvqganFeat
         extractor = RvqganFeatureExtractor.from_pretrained(checkpoint_dir)
         if (extractor.sampling_rate, extractor.hop_length) != (config.sampling_rate, config.hop_length):
             raise ValueError(
-                f"{checkpoint_dir}: preprocessor_config.json ({extractor.sampling_rate} Hz, hop {extractor.hop_length}) "
+                f"{checkpoint_dir}: preprocessor_config.json ({extractor.sampling_rate} Hz, "
+                f"hop {extractor.hop_length}) "
                 f"does not match config.json ({config.sampling_rate} Hz, hop {config.hop_length})"
             )
     else:
@@ -80,8 +81,9 @@ def push(checkpoint_dir: str | Path, repo_id: str, private: bool = False, revisi
             discriminator.save_pretrained(Path(folder) / "discriminator")
         if (checkpoint_dir / "curves.png").is_file():
             shutil.copy2(checkpoint_dir / "curves.png", folder)
-        commit = api.upload_folder(repo_id=repo_id, folder_path=folder, revision=revision,
-                                   commit_message=f"Upload {Path(checkpoint_dir).name}")
+        commit = api.upload_folder(
+            repo_id=repo_id, folder_path=folder, revision=revision, commit_message=f"Upload {Path(checkpoint_dir).name}"
+        )
     return commit.oid
 
 

@@ -47,10 +47,13 @@ def use_fused_snake(model: torch.nn.Module) -> bool:
     """Plug `FusedSnake` into every `Snake1d` of `model` (on CPU); returns False, with a warning, where TorchInductor
     cannot compile (no C++ compiler, say), leaving the eager `snake`."""
     try:
-        x, alpha = torch.linspace(-2, 2, 30).view(2, 3, 5).requires_grad_(), torch.ones(1, 3, 1, requires_grad=True)  # no RNG
+        x, alpha = (
+            torch.linspace(-2, 2, 30).view(2, 3, 5).requires_grad_(),
+            torch.ones(1, 3, 1, requires_grad=True),
+        )  # no RNG
         FusedSnake.apply(x, alpha).sum().backward()
     except Exception as error:
-        warnings.warn(f"Snake activations train unfused (slower): TorchInductor failed with {error!r}")
+        warnings.warn(f"Snake activations train unfused (slower): TorchInductor failed with {error!r}", stacklevel=2)
         return False
     for module in model.modules():
         if isinstance(module, Snake1d):

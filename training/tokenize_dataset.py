@@ -33,8 +33,21 @@ from pathlib import Path
 
 MANIFEST = ".rvqgan_tokenize.json"
 # settings that fix which example goes to which shard, or what a shard holds: a restart must match them
-RESUME_KEYS = ("dataset", "data_dir", "name", "split", "streaming", "num_processes", "shard_size", "n_quantizers",
-               "layout", "audio_column", "keep_columns", "model", "weights")
+RESUME_KEYS = (
+    "dataset",
+    "data_dir",
+    "name",
+    "split",
+    "streaming",
+    "num_processes",
+    "shard_size",
+    "n_quantizers",
+    "layout",
+    "audio_column",
+    "keep_columns",
+    "model",
+    "weights",
+)
 
 
 def parse_args(argv=None):
@@ -51,11 +64,19 @@ def parse_args(argv=None):
     rate.add_argument("--n-quantizers", type=int, default=None, help="codebooks to keep (default: all)")
     parser.add_argument("--layout", default="codes", choices=["codes", "flat", "delay"])
     parser.add_argument("--audio-column", default="audio")
-    parser.add_argument("--keep-columns", nargs="*", default=None,
-                        help="columns to copy to the output (default: all but the audio); 'audio_path' keeps the path")
+    parser.add_argument(
+        "--keep-columns",
+        nargs="*",
+        default=None,
+        help="columns to copy to the output (default: all but the audio); 'audio_path' keeps the path",
+    )
     parser.add_argument("--batch-size", type=int, default=16, help="examples per tokenizer call")
-    parser.add_argument("--max-batch-seconds", type=float, default=None,
-                        help="padded audio per forward pass (default: 120 on CUDA, 2 on CPU)")
+    parser.add_argument(
+        "--max-batch-seconds",
+        type=float,
+        default=None,
+        help="padded audio per forward pass (default: 120 on CUDA, 2 on CPU)",
+    )
     parser.add_argument("--shard-size", type=int, default=1000, help="examples per Parquet shard")
     args = parser.parse_args(argv)
     if args.batch_size < 1 or args.shard_size < 1:
@@ -69,8 +90,15 @@ def load(args):
     from training.audio_datasets import open_audio_dataset
 
     try:
-        return open_audio_dataset(args.dataset, args.data_dir, args.name, args.split, args.streaming,
-                                  args.audio_column, num_shards=PartialState().num_processes)
+        return open_audio_dataset(
+            args.dataset,
+            args.data_dir,
+            args.name,
+            args.split,
+            args.streaming,
+            args.audio_column,
+            num_shards=PartialState().num_processes,
+        )
     except ValueError as error:
         raise SystemExit(str(error)) from error
 
@@ -147,9 +175,15 @@ def main(argv=None):
     output.mkdir(parents=True, exist_ok=True)
 
     model, _ = load_model(args.model)  # the default model without --model
-    tokenizer = AudioTokenizer(model, n_quantizers=args.n_quantizers, kbps=args.kbps, device=state.device,
-                               audio_column=args.audio_column, layout=args.layout,
-                               max_batch_seconds=args.max_batch_seconds)
+    tokenizer = AudioTokenizer(
+        model,
+        n_quantizers=args.n_quantizers,
+        kbps=args.kbps,
+        device=state.device,
+        audio_column=args.audio_column,
+        layout=args.layout,
+        max_batch_seconds=args.max_batch_seconds,
+    )
 
     with state.main_process_first():
         ds = load(args)
@@ -159,20 +193,34 @@ def main(argv=None):
     if missing:
         raise SystemExit(f"--keep-columns: no column {missing} in the dataset (columns: {columns})")
 
-    settings = {"dataset": args.dataset, "data_dir": args.data_dir, "name": args.name, "split": args.split,
-                "streaming": args.streaming, "num_processes": world, "shard_size": args.shard_size,
-                "n_quantizers": tokenizer.n_quantizers, "layout": args.layout, "audio_column": args.audio_column,
-                "keep_columns": keep, "model": args.model, "weights": weights_digest(model),
-                "codebook_size": tokenizer.codebook_size,
-                "sampling_rate": tokenizer.sampling_rate, "hop_length": tokenizer.hop_length,
-                "pad_id": tokenizer.codebook_size if args.layout == "delay" else None}
+    settings = {
+        "dataset": args.dataset,
+        "data_dir": args.data_dir,
+        "name": args.name,
+        "split": args.split,
+        "streaming": args.streaming,
+        "num_processes": world,
+        "shard_size": args.shard_size,
+        "n_quantizers": tokenizer.n_quantizers,
+        "layout": args.layout,
+        "audio_column": args.audio_column,
+        "keep_columns": keep,
+        "model": args.model,
+        "weights": weights_digest(model),
+        "codebook_size": tokenizer.codebook_size,
+        "sampling_rate": tokenizer.sampling_rate,
+        "hop_length": tokenizer.hop_length,
+        "pad_id": tokenizer.codebook_size if args.layout == "delay" else None,
+    }
     manifest = output / MANIFEST
     if manifest.exists():
         previous = json.loads(manifest.read_text())
         changed = {k: (previous.get(k), settings[k]) for k in RESUME_KEYS if previous.get(k) != settings[k]}
         if changed:
-            raise SystemExit(f"{output} holds shards made with other settings {changed} (old, new): "
-                             "resume with the same settings or use a fresh --output")
+            raise SystemExit(
+                f"{output} holds shards made with other settings {changed} (old, new): "
+                "resume with the same settings or use a fresh --output"
+            )
     state.wait_for_everyone()
     if state.is_main_process and not manifest.exists():
         tmp = manifest.with_name(manifest.name + ".tmp")
@@ -225,8 +273,18 @@ def main(argv=None):
     bar.close()
     elapsed = time.perf_counter() - start
 
-    stats = gather_object([{"rank": rank, "written": written, "skipped": skipped, "examples": examples_done,
-                            "frames": frames_done, "seconds": elapsed}])
+    stats = gather_object(
+        [
+            {
+                "rank": rank,
+                "written": written,
+                "skipped": skipped,
+                "examples": examples_done,
+                "frames": frames_done,
+                "seconds": elapsed,
+            }
+        ]
+    )
     state.wait_for_everyone()
     if state.is_main_process:
         import pyarrow.parquet as pq
@@ -238,16 +296,25 @@ def main(argv=None):
         wall = max(s["seconds"] for s in stats) or float("nan")
         shards = sorted(output.glob("shard-*.parquet"))
         rows_on_disk = sum(pq.read_metadata(p).num_rows for p in shards)
-        summary = {"shards_written": sum(s["written"] for s in stats),
-                   "shards_skipped": sum(s["skipped"] for s in stats),
-                   "examples": examples, "audio_hours": hours, "tokens": tokens, "seconds": wall,
-                   "tokens_per_second": tokens / wall, "audio_seconds_per_second": hours * 3600 / wall,
-                   "output_shards": len(shards), "output_rows": rows_on_disk}
-        print(f"Tokenized {examples} examples ({hours:.3f} h of audio, {tokens} tokens = {frames} frames x "
-              f"{tokenizer.n_quantizers} codebooks) in {wall:.1f} s with {world} process(es): "
-              f"{tokens / wall:,.0f} tokens/s, {hours * 3600 / wall:.1f} s of audio/s; "
-              f"{summary['shards_written']} shards written, {summary['shards_skipped']} already done; "
-              f"{output} holds {len(shards)} shards, {rows_on_disk} rows")
+        summary = {
+            "shards_written": sum(s["written"] for s in stats),
+            "shards_skipped": sum(s["skipped"] for s in stats),
+            "examples": examples,
+            "audio_hours": hours,
+            "tokens": tokens,
+            "seconds": wall,
+            "tokens_per_second": tokens / wall,
+            "audio_seconds_per_second": hours * 3600 / wall,
+            "output_shards": len(shards),
+            "output_rows": rows_on_disk,
+        }
+        print(
+            f"Tokenized {examples} examples ({hours:.3f} h of audio, {tokens} tokens = {frames} frames x "
+            f"{tokenizer.n_quantizers} codebooks) in {wall:.1f} s with {world} process(es): "
+            f"{tokens / wall:,.0f} tokens/s, {hours * 3600 / wall:.1f} s of audio/s; "
+            f"{summary['shards_written']} shards written, {summary['shards_skipped']} already done; "
+            f"{output} holds {len(shards)} shards, {rows_on_disk} rows"
+        )
         print("SUMMARY " + json.dumps(summary))
     return 0
 

@@ -2,15 +2,15 @@
 
     accelerate launch -m training.train --config training/configs/44khz.yaml [--resume] [key.sub=value ...]
 
-Each step runs the generator once, then the discriminator step on the detached reconstruction, then the generator
-step (mel 15, feature matching 2, adversarial 1, commitment 0.25, codebook 1). The first `reconstruction_steps` steps
-(0 in the paper's recipe) train the generator alone on the mel, commitment and codebook losses, the discriminator not
-run. With `ema_decay`, validation and the exported folders use a moving average of the generator's weights
-(updated after every step, part of the checkpoint). On CPU, Snake's forward and backward are compiled kernels (`training.snake`). Writes to `output_dir`:
-`checkpoints/step-N/` (resumable, see `training.checkpoint`), `logs/` (TensorBoard: losses, lr, gradient norms,
-codebook usage, validation audio and mel spectrograms), `metrics.jsonl` (the logged scalars), `best/` (the generator
-with the lowest validation mel distance) and at the end `model/` (the generator, a transformers folder with its
-feature extractor, ready for `training.push_to_hub`) and `discriminator/`.
+Each step runs the generator once, then the discriminator step on the detached reconstruction, then the generator step
+(mel 15, feature matching 2, adversarial 1, commitment 0.25, codebook 1). The first `reconstruction_steps` steps (0 in
+the paper's recipe) train the generator alone on the mel, commitment and codebook losses, the discriminator not run.
+With `ema_decay`, validation and the exported folders use a moving average of the generator's weights (updated after
+every step, part of the checkpoint). On CPU, Snake's forward and backward are compiled kernels (`training.snake`).
+Writes to `output_dir`: `checkpoints/step-N/` (resumable, see `training.checkpoint`), `logs/` (TensorBoard: losses, lr,
+gradient norms, codebook usage, validation audio and mel spectrograms), `metrics.jsonl` (the logged scalars), `best/`
+(the generator with the lowest validation mel distance) and at the end `model/` (the generator, a transformers folder
+with its feature extractor, ready for `training.push_to_hub`) and `discriminator/`.
 """
 
 import argparse
@@ -97,8 +97,10 @@ class Trainer:
         acc = self.accelerator
         per_step = acc.num_processes * config.gradient_accumulation_steps
         if config.batch_size % per_step:
-            raise ValueError(f"batch_size {config.batch_size} is not divisible by processes x accumulation steps "
-                             f"({acc.num_processes} x {config.gradient_accumulation_steps})")
+            raise ValueError(
+                f"batch_size {config.batch_size} is not divisible by processes x accumulation steps "
+                f"({acc.num_processes} x {config.gradient_accumulation_steps})"
+            )
         set_seed(config.seed, device_specific=True)
 
         generator = build_generator(config)
@@ -113,27 +115,49 @@ class Trainer:
         sched_g = torch.optim.lr_scheduler.ExponentialLR(opt_g, config.lr_gamma)
         sched_d = torch.optim.lr_scheduler.ExponentialLR(opt_d, config.lr_gamma)
         self.data = ExcerptStream(
-            config.data.train, self.model_config.sampling_rate, config.data.duration, seed=config.seed,
-            rank=acc.process_index, world_size=acc.num_processes, loudness_db=config.data.loudness_db,
-            loudness_cutoff_db=config.data.loudness_cutoff_db, shuffle_buffer=config.data.shuffle_buffer)
-        self.validation = validation_excerpts(
-            config.data.validation, self.model_config.sampling_rate, config.data.validation_duration,
-            config.data.validation_examples, seed=config.seed) if config.data.validation and acc.is_main_process else []
+            config.data.train,
+            self.model_config.sampling_rate,
+            config.data.duration,
+            seed=config.seed,
+            rank=acc.process_index,
+            world_size=acc.num_processes,
+            loudness_db=config.data.loudness_db,
+            loudness_cutoff_db=config.data.loudness_cutoff_db,
+            shuffle_buffer=config.data.shuffle_buffer,
+        )
+        self.validation = (
+            validation_excerpts(
+                config.data.validation,
+                self.model_config.sampling_rate,
+                config.data.validation_duration,
+                config.data.validation_examples,
+                seed=config.seed,
+            )
+            if config.data.validation and acc.is_main_process
+            else []
+        )
         # `best` is the lowest validation mel distance on these clips: another validation set starts it afresh
         self.validation_digest = hashlib.sha256(b"".join(clip.tobytes() for clip in self.validation)).hexdigest()
-        self.ema = AveragedModel(generator, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay),
-                                 use_buffers=True) if config.ema_decay else None
+        self.ema = (
+            AveragedModel(generator, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)
+            if config.ema_decay
+            else None
+        )
         self.step, self.best, self.skipped = 0, math.inf, {"generator": 0, "discriminator": 0}
         if resume and checkpoints(self.output_dir / "checkpoints"):
             self._resume(generator, discriminator, (opt_g, opt_d, sched_g, sched_d))
         (self.generator, self.discriminator, self.opt_g, self.opt_d, self.sched_g, self.sched_d) = acc.prepare(
-            generator, discriminator, opt_g, opt_d, sched_g, sched_d)
+            generator, discriminator, opt_g, opt_d, sched_g, sched_d
+        )
         # its own generator: starting to iterate draws a seed, which must not move the global RNG (exact resume)
-        self.loader = torch.utils.data.DataLoader(self.data, batch_size=config.batch_size // per_step,
-                                                  generator=torch.Generator().manual_seed(config.seed))
+        self.loader = torch.utils.data.DataLoader(
+            self.data, batch_size=config.batch_size // per_step, generator=torch.Generator().manual_seed(config.seed)
+        )
         self.mel_loss = MelSpectrogramLoss(self.model_config.sampling_rate).to(acc.device)
         self.stft_loss = MultiScaleSTFTLoss().to(acc.device)
-        acc.init_trackers("logs", config={k: v for k, v in vars(config).items() if isinstance(v, (int, float, str, bool))})
+        acc.init_trackers(
+            "logs", config={k: v for k, v in vars(config).items() if isinstance(v, (int, float, str, bool))}
+        )
 
     # ----- checkpoints
 
@@ -144,8 +168,10 @@ class Trainer:
             modules["ema"] = self.ema
         state = load_checkpoint(path, modules)
         if len(state["processes"]) != self.accelerator.num_processes:
-            raise ValueError(f"{path} was written by {len(state['processes'])} processes, this run has "
-                             f"{self.accelerator.num_processes}: resume with the same number")
+            raise ValueError(
+                f"{path} was written by {len(state['processes'])} processes, this run has "
+                f"{self.accelerator.num_processes}: resume with the same number"
+            )
         for obj, key in zip(optim, ("opt_g", "opt_d", "sched_g", "sched_d")):
             obj.load_state_dict(state[key])
         mine = state["processes"][self.accelerator.process_index]
@@ -166,11 +192,18 @@ class Trainer:
         acc = self.accelerator
         processes = gather_object([{"data": self.data.state_dict(), "rng": rng_state()}])
         if acc.is_main_process:
-            state = {"best": self.best, "validation": self.validation_digest, "skipped": self.skipped,
-                     "processes": processes}
+            state = {
+                "best": self.best,
+                "validation": self.validation_digest,
+                "skipped": self.skipped,
+                "processes": processes,
+            }
             for key in ("opt_g", "opt_d", "sched_g", "sched_d"):
                 state[key] = getattr(self, key).state_dict()
-            modules = {"generator": acc.unwrap_model(self.generator), "discriminator": acc.unwrap_model(self.discriminator)}
+            modules = {
+                "generator": acc.unwrap_model(self.generator),
+                "discriminator": acc.unwrap_model(self.discriminator),
+            }
             if self.ema is not None:
                 modules["ema"] = self.ema
             save_checkpoint(self.output_dir / "checkpoints", self.step, modules, state, self.config.keep_checkpoints)
@@ -184,8 +217,9 @@ class Trainer:
         """The generator as a transformers folder (plain weights) with its feature extractor, written atomically."""
         tmp = directory.with_name(f".{directory.name}.tmp")
         self.evaluated_generator().save_pretrained(tmp)
-        RvqganFeatureExtractor(sampling_rate=self.model_config.sampling_rate,
-                               hop_length=self.model_config.hop_length).save_pretrained(tmp)
+        RvqganFeatureExtractor(
+            sampling_rate=self.model_config.sampling_rate, hop_length=self.model_config.hop_length
+        ).save_pretrained(tmp)
         if directory.exists():
             directory.rename(directory.with_name(f".{directory.name}.old"))
         tmp.rename(directory)
@@ -262,15 +296,27 @@ class Trainer:
         """Mel / STFT distance, SI-SDR and waveform L1 over the validation clips (all codebooks); main process."""
         generator = self.evaluated_generator()
         generator.eval()
-        rate, scores, tracker = self.model_config.sampling_rate, [], self.accelerator.get_tracker("tensorboard", unwrap=True)
+        rate, scores, tracker = (
+            self.model_config.sampling_rate,
+            [],
+            self.accelerator.get_tracker("tensorboard", unwrap=True),
+        )
         for i, clip in enumerate(self.validation):
             audio = torch.from_numpy(clip)[None, None].to(self.accelerator.device)
             recons = generator(audio).audio_values[0].float().cpu().numpy()
-            scores.append((mel_distance(clip, recons, rate), stft_distance(clip, recons, rate), si_sdr(clip, recons, rate),
-                           float(np.abs(clip - recons).mean())))
+            scores.append(
+                (
+                    mel_distance(clip, recons, rate),
+                    stft_distance(clip, recons, rate),
+                    si_sdr(clip, recons, rate),
+                    float(np.abs(clip - recons).mean()),
+                )
+            )
             if i < self.config.audio_samples:
                 tracker.add_audio(f"validation_{i}/reconstruction", recons[None], self.step, sample_rate=rate)
-                tracker.add_figure(f"validation_{i}/reconstruction_mel", mel_figure(recons, rate, f"step {self.step}"), self.step)
+                tracker.add_figure(
+                    f"validation_{i}/reconstruction_mel", mel_figure(recons, rate, f"step {self.step}"), self.step
+                )
                 if self.step == 0 or not getattr(self, "_logged_references", False):
                     tracker.add_audio(f"validation_{i}/original", clip[None], self.step, sample_rate=rate)
                     tracker.add_figure(f"validation_{i}/original_mel", mel_figure(clip, rate, "original"), self.step)
