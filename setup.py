@@ -24,7 +24,7 @@ setup(
     python_requires=">=3.10",
     packages=["modeling_rvqgan", "feature_extraction", "rvqgan", "training", "evaluation"],
     package_data={
-        "training": ["model_card_template.md"],
+        "training": ["model_card_template.md", "configs/*.yaml"],
         "rvqgan": ["default_model/*", "default_model/discriminator/*"],
     },
     install_requires=[

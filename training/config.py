@@ -1,5 +1,6 @@
-"""Training configuration: a YAML file (`training/configs/*.yaml`) read into dataclasses, with `key.sub=value`
-overrides from the command line. Defaults are the paper's recipe (`conf/base.yml` + `conf/final/44khz.yml`)."""
+"""Training configuration: a YAML file read into dataclasses, with `key.sub=value` overrides from the command line.
+The configs in `training/configs/` are installed with the package and found by name too (`--config 44khz`). Defaults
+are the paper's recipe (`conf/base.yml` + `conf/final/44khz.yml`)."""
 
 import dataclasses
 from dataclasses import dataclass, field
@@ -9,6 +10,7 @@ import yaml
 
 from .data import Source
 
+CONFIGS = Path(__file__).with_name("configs")
 LAMBDAS = {"mel": 15.0, "feature": 2.0, "adversarial": 1.0, "commitment": 0.25, "codebook": 1.0}
 
 
@@ -92,8 +94,12 @@ def _build(cls, values: dict, where: str):
 
 
 def load_config(path: str | Path, overrides: list[str] = ()) -> TrainConfig:
-    """Read a YAML config and apply `key.sub=value` overrides (values parsed as YAML)."""
-    values = yaml.safe_load(Path(path).read_text()) or {}
+    """Read a YAML config (a path, or the name of one in `training/configs/`) and apply `key.sub=value` overrides
+    (values parsed as YAML)."""
+    path = Path(path)
+    if not path.is_file() and path.parent == Path(".") and (CONFIGS / path.with_suffix(".yaml").name).is_file():
+        path = CONFIGS / path.with_suffix(".yaml").name
+    values = yaml.safe_load(path.read_text()) or {}
     for override in overrides:
         key, sep, value = override.partition("=")
         if not sep:

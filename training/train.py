@@ -371,7 +371,11 @@ class Trainer:
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", required=True, help="YAML config (training/configs/*.yaml)")
+    parser.add_argument(
+        "--config",
+        required=True,
+        help="YAML config: a path or a shipped config's name (44khz, default, finetune, tiny)",
+    )
     parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in output_dir")
     parser.add_argument("overrides", nargs="*", help="key.sub=value settings that replace the config's")
     args = parser.parse_args(argv)
