@@ -80,8 +80,7 @@ class AudioTokenizer:
             `(n_q, T' + n_q - 1)`.
         max_batch_seconds (`float`, *optional*): the most padded audio (seconds at the model rate, summed over the
             items) encoded in one forward pass; longer batches are split into length-sorted buckets. By default 120 s
-            on CUDA and 2 s on CPU, where big batches are slower than small ones (large activations: 3-5x slower
-            measured at 120 s, see BENCHMARKS.md).
+            on CUDA and 2 s on CPU, where big batches are slower than small ones (large activations; BENCHMARKS.md).
         output_column (`str`, defaults to `"audio_codes"`): name of the token column; `n_frames` (int32, the frame
             count `T'`) is added next to it.
         feature_extractor (`RvqganFeatureExtractor`, *optional*): built from the model config when omitted.

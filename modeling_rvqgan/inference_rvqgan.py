@@ -330,7 +330,7 @@ def encode_latents(
     (B, 1, T) -> (B, hidden_size, T / hop_length)."""
     tiled = stages(encoder.steps, hop_length, torch.float32, fused)
     latents = run_tiled(tiled, input_values.transpose(1, 2), lengths, frame_rate, threads)
-    return latents.transpose(1, 2).contiguous()  # the quantizer's 1x1 convolutions take 2x longer on a strided input
+    return latents.transpose(1, 2).contiguous()  # the quantizer's 1x1 convolutions are slower on a strided input
 
 
 def decode_latents(
