@@ -13,13 +13,14 @@ steps alternate; the table gives medians after one warm-up step each, of wall ti
 (all threads). On a machine shared with other work, `--threads 1` and CPU time are the steadiest measure: with more
 threads, waiting threads spin and other processes' load inflates both figures.
 
-    python benchmarks/train_step.py --against REV [--config training/configs/default.yaml] [--steps 10] [--repeats 3]
+    python benchmarks/train_step.py --against REV [--config CONFIG] [--warmup 10] [--steps 20] [--repeats 3]
 
-measures instead `training.train` itself, this checkout against the code of git revision REV (checked out to a
-temporary folder): for each, a process builds `Trainer` from the config (validation off) and runs its `train()` loop
-for 3 warm-up steps then `--steps` timed ones (from the start of one step to the start of the step after the last:
-data, logging steps and all), the two alternating `--repeats` times; the table gives medians of seconds per step
-and steps per hour, and each code's first-step losses (same seed, same data: equal up to float rounding).
+measures instead `training.train` itself (CONFIG: training/configs/default.yaml), this checkout against the code of git
+revision REV (checked out to a temporary folder): for each, a process builds `Trainer` from the config (validation off)
+and runs its `train()` loop for `--warmup` steps (10: a new process's first steps compile kernels for new shapes) then
+`--steps` timed ones (from the start of one step to the start of the step after the last: data, logging steps and all),
+the two alternating `--repeats` times; the table gives medians of seconds per step and steps per hour, and each code's
+first-step losses (same seed, same data: equal up to float rounding).
 """
 
 import argparse
@@ -145,7 +146,6 @@ def excerpts(batch_size: int) -> torch.Tensor:
     return (0.5 * audio / audio.abs().amax(-1, keepdim=True))[:, None]
 
 
-WARMUP_STEPS = 3
 TRAINER_RUN = """
 import json, os, sys, time
 import yaml
@@ -170,16 +170,17 @@ def timed(*args, **kwargs):
     return logs
 trainer.train_step = timed
 trainer.train()
-print(json.dumps({"seconds": (starts[warmup + steps] - starts[warmup]) / steps, "losses": losses[0]}))
+each = [round(b - a, 3) for a, b in zip(starts, starts[1:])]
+print(json.dumps({"seconds": (starts[warmup + steps] - starts[warmup]) / steps, "each": each, "losses": losses[0]}))
 """
 
 
-def trainer_seconds(source: Path, config: Path, steps: int) -> dict:
+def trainer_seconds(source: Path, config: Path, warmup: int, steps: int) -> dict:
     """Seconds per step of `training.train` from the code in `source`, in a new process."""
     with tempfile.TemporaryDirectory() as output_dir:
         # run from this checkout (the config's relative data paths), importing the code of `source` (-P: not the cwd's)
         result = subprocess.run(
-            [sys.executable, "-P", "-c", TRAINER_RUN, str(config), output_dir, str(WARMUP_STEPS), str(steps)],
+            [sys.executable, "-P", "-c", TRAINER_RUN, str(config), output_dir, str(warmup), str(steps)],
             cwd=ROOT,
             env={**os.environ, "PYTHONPATH": str(source)},
             capture_output=True,
@@ -190,7 +191,7 @@ def trainer_seconds(source: Path, config: Path, steps: int) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def compare_with_revision(revision: str, config: Path, steps: int, repeats: int):
+def compare_with_revision(revision: str, config: Path, warmup: int, steps: int, repeats: int):
     with tempfile.TemporaryDirectory() as baseline:
         archive = subprocess.run(["git", "-C", str(ROOT), "archive", revision], check=True, capture_output=True).stdout
         subprocess.run(["tar", "-x", "-C", baseline], input=archive, check=True)
@@ -198,11 +199,15 @@ def compare_with_revision(revision: str, config: Path, steps: int, repeats: int)
         runs = {name: [] for name in sources}
         for repeat in range(repeats):
             for name, source in sources.items():
-                runs[name].append(trainer_seconds(source, config.resolve(), steps))
-                print(f"repeat {repeat + 1} {name}: {runs[name][-1]['seconds']:.3f} s/step", flush=True)
+                runs[name].append(trainer_seconds(source, config.resolve(), warmup, steps))
+                each = " ".join(f"{s:.2f}" for s in runs[name][-1]["each"])
+                print(
+                    f"repeat {repeat + 1} {name}: {runs[name][-1]['seconds']:.3f} s/step (every step: {each})",
+                    flush=True,
+                )
     reference = statistics.median(r["seconds"] for r in runs[f"{revision} (before)"])
     print(
-        f"\n{config}, {steps} steps after {WARMUP_STEPS} warm-up steps, {repeats} runs each (alternating), "
+        f"\n{config}, {steps} steps after {warmup} warm-up steps, {repeats} runs each (alternating), "
         f"torch {torch.__version__}, {torch.get_num_threads()} threads"
     )
     print("| code | median s/step (min-max) | steps/hour | speed-up |")
@@ -227,11 +232,12 @@ def main():
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--against", metavar="REV", help="time training.train against the code of git revision REV")
     parser.add_argument("--config", type=Path, default=ROOT / "training" / "configs" / "default.yaml")
-    parser.add_argument("--steps", type=int, default=10, help="timed steps per run (with --against)")
+    parser.add_argument("--steps", type=int, default=20, help="timed steps per run (with --against)")
+    parser.add_argument("--warmup", type=int, default=10, help="untimed first steps per run (with --against)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.against:
-        compare_with_revision(args.against, args.config, args.steps, args.repeats)
+        compare_with_revision(args.against, args.config, args.warmup, args.steps, args.repeats)
         return
 
     signal = excerpts(args.batch_size)
