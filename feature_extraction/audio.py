@@ -1,9 +1,9 @@
 """Audio signals: resampling (soxr, one quality setting), ITU-R BS.1770 loudness and loudness normalisation.
 
 `resample` and `RESAMPLE_QUALITY` come from `feature_extraction_rvqgan`, which ships alone as Hub remote code. The
-loudness is pyloudnorm's `Meter(rate).integrated_loudness` (its K-weighting biquads, 400 ms gating blocks every
-100 ms, -70 LUFS and relative gates), measured block by block so that audio of any length fits in bounded memory.
-Reading and writing files: `audio_io`.
+loudness equals pyloudnorm's `Meter(rate).integrated_loudness` up to float rounding (the same K-weighting biquads,
+400 ms gating blocks every 100 ms, -70 LUFS and relative gates), measured block by block so that audio of any length
+fits in bounded memory. Reading and writing files: `audio_io`.
 """
 
 from collections.abc import Iterable, Iterator
