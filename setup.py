@@ -34,15 +34,15 @@ setup(
         "safetensors",
         "soundfile>=0.12",
         "soxr",
+        "scipy",
         "tqdm",
         "constriction>=0.5",
-        "pyloudnorm>=0.1",
     ],
     entry_points={"console_scripts": ["rvqgan = rvqgan.cli:main"]},
     extras_require={
         "train": TRAIN,
         "demo": DEMO,
         "eval": EVAL,
-        "dev": ["pytest>=8", "pytest-xdist", "playwright>=1.40", "ruff>=0.6"] + TRAIN + EVAL + DEMO,
+        "dev": ["pytest>=8", "pytest-xdist", "playwright>=1.40", "ruff>=0.6", "pyloudnorm>=0.1"] + TRAIN + EVAL + DEMO,
     },
 )

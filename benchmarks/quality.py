@@ -10,8 +10,9 @@ Every audio file under `--data` is read, mixed to mono, resampled to `--rate` (4
 rate) and cut to `--max-seconds`. rvqgan clips go through `rvqgan.compress` / `decompress` (resampling to the
 model's rate and back, -16 LUFS normalisation undone), so `true_kbps` is the `.rvq` size on disk; baselines
 report their encoded file size. As DAC's `get_samples.py` does, each reconstruction is then loudness-matched to its
-input (ITU-R BS.1770, pyloudnorm) before scoring. The category is the first folder on the file's path under `--data`
-named `speech`, `music` or `general` (default `general`); ViSQOL-speech, PESQ-WB and STOI are computed for speech only.
+input (ITU-R BS.1770, `feature_extraction.audio`) before scoring. The category is the first folder on the file's path
+under `--data` named `speech`, `music` or `general` (default `general`); ViSQOL-speech, PESQ-WB and STOI are computed
+for speech only.
 
 Writes `OUT/results.csv` (one row per file, codec and bitrate), `OUT/summary.csv` and `OUT/summary.md` (means per
 codec / bitrate, for all files and per category, in the paper's column order) and `OUT/plots/*.png` (each metric vs
@@ -30,7 +31,6 @@ from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
-import soxr
 
 AUDIO_EXTENSIONS = {".wav", ".flac", ".ogg", ".mp3", ".opus", ".aiff", ".aif", ".m4a"}
 CATEGORIES = ("speech", "music", "general")
@@ -104,15 +104,14 @@ def find_files(root: Path) -> list[Path]:
 
 def loudness_match(reference: np.ndarray, estimate: np.ndarray, rate: int) -> np.ndarray:
     """`estimate` with a gain that gives it the reference's integrated loudness (audiotools' `normalize`)."""
-    import pyloudnorm
+    from feature_extraction.audio import apply_gain, integrated_loudness
 
     if len(reference) < int(0.4 * rate) or not np.any(reference) or not np.any(estimate):
         return estimate
-    meter = pyloudnorm.Meter(rate)
-    ref_lufs, est_lufs = meter.integrated_loudness(reference), meter.integrated_loudness(estimate)
+    ref_lufs, est_lufs = integrated_loudness(reference, rate), integrated_loudness(estimate, rate)
     if not (np.isfinite(ref_lufs) and np.isfinite(est_lufs)):
         return estimate
-    return (estimate * 10 ** ((ref_lufs - est_lufs) / 20)).astype(np.float32)
+    return apply_gain(estimate, ref_lufs - est_lufs)
 
 
 _MODELS: dict = {}
@@ -138,15 +137,13 @@ def _rvqgan_roundtrip(
 
 
 def load_clip(path: Path, rate: int, max_seconds: float | None) -> np.ndarray:
-    from rvqgan.audio_io import read_audio
+    from feature_extraction.audio import mono_at
+    from feature_extraction.audio_io import read_audio
 
     audio, file_rate = read_audio(path)
-    audio = audio.mean(0)
     if max_seconds:
-        audio = audio[: int(max_seconds * file_rate)]
-    if file_rate != rate:
-        audio = soxr.resample(audio, file_rate, rate, quality="VHQ")
-    return np.ascontiguousarray(audio, dtype=np.float32)
+        audio = audio[:, : int(max_seconds * file_rate)]
+    return np.ascontiguousarray(mono_at(audio, file_rate, rate), dtype=np.float32)
 
 
 def evaluate_one(

@@ -26,16 +26,16 @@ import sys
 import time
 from pathlib import Path
 
-import soxr
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.long_audio import synthetic_audio  # noqa: E402
 from evaluation.metrics import mel_distance  # noqa: E402
+from feature_extraction.audio import mono_at  # noqa: E402
+from feature_extraction.audio_io import read_audio  # noqa: E402
 from modeling_rvqgan import RvqganConfig, RvqganModel  # noqa: E402
 from modeling_rvqgan.convert import to_dac  # noqa: E402
-from rvqgan.audio_io import read_audio  # noqa: E402
 
 VARIANTS = ["DacModel fp32", "DacModel bf16", "rvqgan fp32", "rvqgan bf16"]
 
@@ -103,7 +103,7 @@ def clip_rows(model, folder: Path) -> list[str]:
     rows = []
     for path in audio_files(folder):
         audio, rate = read_audio(path)
-        audio = torch.from_numpy(soxr.resample(audio.mean(0), rate, model.config.sampling_rate))[None, None]
+        audio = torch.from_numpy(mono_at(audio, rate, model.config.sampling_rate))[None, None]
         *_, codes, decoded = run(model, audio, bf16=False)
         with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
             bf16_codes = model.encode(audio).audio_codes

@@ -13,9 +13,10 @@ then averaged for SI-SDR), of equal length: the estimate is cut or zero-padded t
 from functools import lru_cache
 
 import numpy as np
-import soxr
 import torch
 from transformers.audio_utils import mel_filter_bank
+
+from feature_extraction.audio import mono_at
 
 MEL_N_MELS = (5, 10, 20, 40, 80, 160, 320)
 MEL_WINDOWS = (32, 64, 128, 256, 512, 1024, 2048)
@@ -121,11 +122,6 @@ def si_sdr(reference, estimate, sampling_rate: int = 0, eps: float = 1e-8) -> fl
     return float(np.mean(10 * np.log10(ratio)))
 
 
-def _mono_at(audio, rate: int, target: int) -> np.ndarray:
-    audio = np.atleast_2d(np.asarray(audio, dtype=np.float64)).mean(0)
-    return audio if rate == target else soxr.resample(audio, rate, target, quality="HQ")
-
-
 _VISQOL_APIS: dict = {}
 
 
@@ -141,7 +137,7 @@ def visqol(reference, estimate, sampling_rate: int, mode: str = "audio") -> floa
         _VISQOL_APIS[mode] = api
     target = 48000 if mode == "audio" else 16000
     reference, estimate = _pair(reference, estimate)
-    ref, est = _mono_at(reference, sampling_rate, target), _mono_at(estimate, sampling_rate, target)
+    ref, est = mono_at(reference, sampling_rate, target), mono_at(estimate, sampling_rate, target)
     return float(_VISQOL_APIS[mode].measure_from_arrays(ref, est, target).moslqo)
 
 
@@ -149,7 +145,7 @@ def pesq_wb(reference, estimate, sampling_rate: int) -> float:
     """Wide-band PESQ (ITU-T P.862.2) MOS-LQO at 16 kHz (about 1.0..4.64, higher is better); speech only."""
     pesq = _require("pesq", "pesq", "pesq_wb")
     reference, estimate = _pair(reference, estimate)
-    ref, est = _mono_at(reference, sampling_rate, 16000), _mono_at(estimate, sampling_rate, 16000)
+    ref, est = mono_at(reference, sampling_rate, 16000), mono_at(estimate, sampling_rate, 16000)
     return float(pesq.pesq(16000, ref, est, "wb"))
 
 
@@ -157,7 +153,7 @@ def stoi(reference, estimate, sampling_rate: int, extended: bool = False) -> flo
     """Short-time objective intelligibility (0..1, higher is better) at 16 kHz (pystoi resamples to 10 kHz inside)."""
     pystoi = _require("pystoi", "pystoi", "stoi")
     reference, estimate = _pair(reference, estimate)
-    ref, est = _mono_at(reference, sampling_rate, 16000), _mono_at(estimate, sampling_rate, 16000)
+    ref, est = mono_at(reference, sampling_rate, 16000), mono_at(estimate, sampling_rate, 16000)
     return float(pystoi.stoi(ref, est, 16000, extended=extended))
 
 

@@ -12,6 +12,7 @@ from transformers.utils import logging
 logger = logging.get_logger(__name__)
 
 CHANNEL_MODES = ("downmix", "separate")
+RESAMPLE_QUALITY = "HQ"  # soxr's quality for all our resampling; here, not in `audio`, as this file ships alone
 
 
 class AudioError(ValueError):
@@ -61,11 +62,12 @@ def _to_float(audio: np.ndarray) -> np.ndarray:
     return audio.astype(np.float32)
 
 
-def _resample(audio: np.ndarray, in_rate: int, out_rate: int) -> np.ndarray:
-    """Resample (T,) or (C, T) audio along its last axis with soxr ("HQ"), each channel independently."""
+def resample(audio: np.ndarray, in_rate: int, out_rate: int) -> np.ndarray:
+    """Resample `(T,)` or `(C, T)` audio along its last axis with soxr (`RESAMPLE_QUALITY`), each channel
+    independently."""
     if in_rate == out_rate:
         return audio
-    return soxr.resample(audio.T, in_rate, out_rate, quality="HQ").T
+    return soxr.resample(audio.T, in_rate, out_rate, quality=RESAMPLE_QUALITY).T
 
 
 class RvqganFeatureExtractor(SequenceFeatureExtractor):
@@ -128,7 +130,7 @@ class RvqganFeatureExtractor(SequenceFeatureExtractor):
                 audio = audio[None]
             if channels == "downmix":
                 audio = audio.mean(axis=0, keepdims=True)
-            audio = _resample(audio, sampling_rate, self.sampling_rate)
+            audio = resample(audio, sampling_rate, self.sampling_rate)
             n_channels.append(audio.shape[0])
             rows.extend(audio)
 
@@ -175,7 +177,7 @@ class RvqganFeatureExtractor(SequenceFeatureExtractor):
             starts = np.cumsum([0] + counts)
             items = [np.stack(items[start : start + c]) for start, c in zip(starts, counts)]
         rate = self.sampling_rate if sampling_rate is None else sampling_rate
-        return [np.ascontiguousarray(_resample(item.astype(np.float32), self.sampling_rate, rate)) for item in items]
+        return [np.ascontiguousarray(resample(item.astype(np.float32), self.sampling_rate, rate)) for item in items]
 
     @staticmethod
     def _numpy(x) -> np.ndarray:

@@ -6,22 +6,22 @@
 >>> audio = tokenizer.detokenize(ds[0]["audio_codes"])             # numpy float32 at the model rate
 
 The audio column may hold decoded audio (`{"array", "sampling_rate"}` dicts as datasets < 4 gives, or torchcodec
-decoders as datasets >= 4 gives) or undecoded audio (`Audio(decode=False)`: `{"path", "bytes"}` dicts, decoded here
-with soundfile), at any sampling rate and channel count: the feature extractor resamples (soxr) and downmixes to mono.
+decoders as datasets >= 4 gives) or undecoded audio (`Audio(decode=False)`: `{"path", "bytes"}` dicts, decoded with
+`audio_io.read_audio`), at any sampling rate and channel count: the feature extractor resamples (soxr) and downmixes to
+mono.
 Each batch is sorted by length and split into buckets of at most `max_batch_seconds` of padded audio, encoded with
 padding masks (so an example's codes do not depend on its batch) and returned in the original order.
 """
 
-import io
 import math
 import os
 
 import numpy as np
-import soundfile as sf
 import torch
 
 from modeling_rvqgan.loading_rvqgan import first_line
 
+from .audio_io import AudioFileError, read_audio
 from .feature_extraction_rvqgan import AudioError, RvqganFeatureExtractor, check_rate
 from .layouts import LAYOUTS, from_layout, to_layout
 
@@ -46,19 +46,15 @@ def load_audio(value) -> tuple[np.ndarray, int]:
     data, path = value.get("bytes"), value.get("path")
     if data is None and path is None:
         raise AudioError(f"Audio cell has neither an array, bytes nor a path: keys {sorted(value)}")
-    name = path or f"{len(data)} bytes of audio"
-    try:
-        if data is None and "://" in path:  # remote (hf://, s3://, https://...): through fsspec
-            import fsspec
+    if data is None and "://" in path:  # remote (hf://, s3://, https://...): through fsspec
+        import fsspec
 
+        try:
             with fsspec.open(path, "rb") as f:
                 data = f.read()
-        elif data is None and not os.path.isfile(path):
-            raise AudioError(f"{path}: {'not a regular file' if os.path.exists(path) else 'no such file'}")
-        audio, rate = sf.read(path if data is None else io.BytesIO(data), dtype="float32", always_2d=True)
-    except (sf.SoundFileError, OSError) as error:
-        raise AudioError(f"{name}: unreadable or corrupt audio ({first_line(error)})") from error
-    return audio.T, int(rate)  # (C, T)
+        except OSError as error:
+            raise AudioFileError(f"{path}: unreadable or corrupt audio ({first_line(error)})") from error
+    return read_audio(path if data is None else data, name=path)
 
 
 class AudioTokenizer:

@@ -13,7 +13,7 @@ from pathlib import Path
 import transformers
 from tqdm.auto import tqdm
 
-from .audio_io import (
+from feature_extraction.audio_io import (
     AudioFileError,
     check_regular,
     iter_blocks,
@@ -22,6 +22,7 @@ from .audio_io import (
     write_atomically,
     write_audio,
 )
+
 from .codec import compress_blocks, decompress_blocks
 from .container import RvqFormatError, read
 from .models import load_model

@@ -4,28 +4,16 @@ block by block so that memory does not grow with the length of the audio."""
 from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
-import soxr
 import torch
 from tqdm.auto import tqdm
 
 from feature_extraction import AudioError, check_rate, validate_audio
+from feature_extraction.audio import LoudnessMeter, apply_gain, resample_stream
 from modeling_rvqgan import RvqganModel
 
 from .chunking import encode_stream, iter_decode
 from .container import MAX_SAMPLE_RATE, RvqFormatError, RvqHeader, check_span, read, write
-from .loudness import LoudnessMeter, apply_gain
 from .models import model_identity
-
-
-def resampled(blocks: Iterable[np.ndarray], in_rate: int, out_rate: int, channels: int) -> Iterator[np.ndarray]:
-    """Float32 `(channels, n)` blocks resampled with soxr ("HQ"): together, `soxr.resample` of their concatenation."""
-    if in_rate == out_rate:
-        yield from blocks
-        return
-    stream = soxr.ResampleStream(in_rate, out_rate, channels, dtype="float32", quality="HQ")
-    for block in blocks:
-        yield np.ascontiguousarray(stream.resample_chunk(np.ascontiguousarray(block.T)).T)
-    yield np.ascontiguousarray(stream.resample_chunk(np.zeros((0, channels), np.float32), last=True).T)
 
 
 def compress_blocks(
@@ -51,7 +39,7 @@ def compress_blocks(
     gain_db = 0.0
     if normalize:  # measured at the model rate, where DAC measures it
         meter = LoudnessMeter(config.sampling_rate, channels)
-        for block in resampled(blocks(), sampling_rate, config.sampling_rate, channels):
+        for block in resample_stream(blocks(), sampling_rate, config.sampling_rate, channels):
             meter.add(block)
         gain_db = meter.gain_db()
     device = next(model.parameters()).device
@@ -63,7 +51,7 @@ def compress_blocks(
             length += block.shape[-1]
             yield block
 
-    gained = (apply_gain(b, gain_db) for b in resampled(counted(), sampling_rate, config.sampling_rate, channels))
+    gained = (apply_gain(b, gain_db) for b in resample_stream(counted(), sampling_rate, config.sampling_rate, channels))
     windows = encode_stream(model, (torch.from_numpy(b)[:, None].to(device) for b in gained), n_quantizers)
     chunks = []
     with tqdm(
@@ -152,7 +140,7 @@ def decompress_blocks(
             for audio in iter_decode(model, torch.from_numpy(codes).long().to(device), progress=progress)
         )
         left = header.original_length
-        for block in resampled(decoded, config.sampling_rate, header.sample_rate, header.channels):
+        for block in resample_stream(decoded, config.sampling_rate, header.sample_rate, header.channels):
             if left > 0 and block.shape[-1]:
                 yield apply_gain(block[:, :left], header.gain_db)
                 left -= min(left, block.shape[-1])

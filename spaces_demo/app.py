@@ -16,13 +16,12 @@ import gradio as gr
 import librosa
 import numpy as np
 import pandas as pd
-import soundfile as sf
 import torch
 from matplotlib.figure import Figure
 
 from evaluation import baselines, metrics
+from feature_extraction.audio_io import AudioFileError, read_audio, write_audio
 from rvqgan import compress, decompress, load_model
-from rvqgan.audio_io import AudioFileError, read_audio
 from rvqgan.container import read, write
 
 MAX_SECONDS = 30
@@ -133,7 +132,7 @@ def measure(audio: np.ndarray, rate: int, versions: list, metric_names: list[str
     Returns the table, the original's WAV and spectrogram, and per version its player, spectrogram and difference.
     """
     seconds = len(audio) / rate
-    sf.write(work / "original.wav", audio, rate, subtype="FLOAT")
+    write_audio(work / "original.wav", [audio[None]], rate, 1)
     reference = mel_db(audio, rate)
     top = float(reference.max())
     floor = top - RANGE_DB  # differences below what the spectrograms show are not drawn
@@ -141,7 +140,7 @@ def measure(audio: np.ndarray, rate: int, versions: list, metric_names: list[str
     for i, (codec, setting, kbps, size, decoded) in enumerate(versions):
         title = f"{codec} · {setting}"
         progress((len(versions) + i) / (2 * len(versions)), desc=f"Measuring {title}")
-        sf.write(work / f"{i}.wav", decoded, rate, subtype="FLOAT")
+        write_audio(work / f"{i}.wav", [decoded[None]], rate, 1)
         true_kbps = 8 * size / seconds / 1000
         scores = {METRIC_COLUMNS[n]: metrics.METRICS[n][0](audio, decoded, rate) for n in metric_names}
         rows.append(

@@ -213,7 +213,7 @@ def test_parse_codec():
 
 
 def test_quality_report_renders_table_csv_and_plots(tmp_path):
-    requires("ffmpeg", "librosa", "visqol", "pystoi", "matplotlib", "pyloudnorm")
+    requires("ffmpeg", "librosa", "visqol", "pystoi", "matplotlib")
     from benchmarks.quality import main
 
     data = tmp_path / "data"

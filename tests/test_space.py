@@ -83,8 +83,8 @@ def test_api_compares_a_real_clip_at_two_bitrates_with_the_eval_librarys_numbers
     from gradio_client import handle_file
 
     from evaluation import baselines, metrics
+    from feature_extraction.audio_io import read_audio
     from rvqgan import compress, decompress, load_model
-    from rvqgan.audio_io import read_audio
 
     _, app, model_dir = space
     clip = excerpt(EXAMPLES / "loop_amen.flac", tmp_path / "amen.wav", 1.0)  # stereo drums

@@ -12,12 +12,13 @@ import soundfile as sf
 import torch
 from conftest import tiny_model
 
-from rvqgan import audio_io, chunking, compress, decompress
-from rvqgan.audio_io import read_audio
+from feature_extraction import audio_io
+from feature_extraction.audio import LoudnessMeter
+from feature_extraction.audio_io import read_audio
+from rvqgan import chunking, compress, decompress
 from rvqgan.chunking import encode_chunked, encode_stream
 from rvqgan.cli import main
 from rvqgan.container import read
-from rvqgan.loudness import LoudnessMeter
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -10,20 +10,16 @@ times, then the file is skipped. The stream is endless (epochs) and resumable: `
 and the excerpt RNG, exact when batches are read in the training process (no loader workers).
 """
 
-import io
-import math
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
-import pyloudnorm
 import scipy.signal
-import soundfile as sf
-import soxr
 import torch
 from datasets import interleave_datasets
 from datasets.distributed import split_dataset_by_node
 
+from feature_extraction.audio import apply_gain, integrated_loudness, mono_at, normalization_gain_db
+from feature_extraction.audio_io import excerpt, read_excerpt
 from feature_extraction.tokenizer import load_audio
 
 from .audio_datasets import open_audio_dataset
@@ -61,33 +57,24 @@ def open_sources(sources: list[Source], streaming: bool = True, num_shards: int 
     return opened
 
 
-@lru_cache(maxsize=8)
-def _meter(rate: int) -> pyloudnorm.Meter:
-    return pyloudnorm.Meter(rate)
-
-
 def loudness(audio: np.ndarray, rate: int) -> float:
     """Integrated loudness (LUFS) of `(T,)` audio, zero-padded to 0.5 s, floored at -70."""
     padded = np.pad(audio, (0, max(0, int(0.5 * rate) - audio.shape[-1]))).astype(np.float64)
-    value = _meter(rate).integrated_loudness(padded)
-    return max(value, LOUDNESS_FLOOR) if np.isfinite(value) else LOUDNESS_FLOOR
+    return max(integrated_loudness(padded, rate), LOUDNESS_FLOOR)
 
 
-def read_excerpt(cell, seconds: float, rng: np.random.Generator) -> tuple[np.ndarray, int]:
-    """A random `seconds`-long excerpt of one audio cell, `(C, n)` float32 at the file's rate (zero-padded when the
-    file is shorter). Files are read by seeking; decoded arrays (`{"array", "sampling_rate"}`) are sliced."""
+def model_rate_excerpt(cell, sampling_rate: int, n_samples: int, rng: np.random.Generator) -> np.ndarray:
+    """A random excerpt of one audio cell as mono `(n_samples,)` at `sampling_rate`: `n_samples` at the model rate
+    read at the file's rate (by seeking in files; decoded arrays, `{"array", "sampling_rate"}`, are sliced), then
+    resampled and cut or zero-padded."""
+    seconds = n_samples / sampling_rate
     if isinstance(cell, dict) and cell.get("array") is None and (cell.get("bytes") is not None or cell.get("path")):
-        with sf.SoundFile(io.BytesIO(cell["bytes"]) if cell.get("bytes") is not None else cell["path"]) as f:
-            rate, n = f.samplerate, math.ceil(seconds * f.samplerate)
-            f.seek(int(rng.integers(0, max(f.frames - n, 0) + 1)))
-            audio = f.read(n, dtype="float32", always_2d=True).T
+        audio, rate = read_excerpt(cell["bytes"] if cell.get("bytes") is not None else cell["path"], seconds, rng)
     else:
         audio, rate = load_audio(cell)
-        audio = np.atleast_2d(audio).astype(np.float32)
-        n = math.ceil(seconds * rate)
-        start = int(rng.integers(0, max(audio.shape[-1] - n, 0) + 1))
-        audio = audio[:, start : start + n]
-    return np.pad(audio, ((0, 0), (0, n - audio.shape[-1]))), rate
+        audio = excerpt(np.atleast_2d(audio).astype(np.float32), rate, seconds, rng)
+    audio = mono_at(audio, rate, sampling_rate)
+    return np.pad(audio, (0, max(0, n_samples - audio.shape[-1])))[:n_samples]
 
 
 class ExcerptStream(torch.utils.data.IterableDataset):
@@ -154,8 +141,7 @@ class ExcerptStream(torch.utils.data.IterableDataset):
     def excerpt(self, cell) -> np.ndarray | None:
         """`(n_samples,)` float32: a salient, normalised, phase-shifted excerpt, or None if the file seems silent."""
         for _ in range(self.tries):
-            audio, rate = read_excerpt(cell, self.n_samples / self.sampling_rate, self.rng)
-            audio = to_model_rate(audio, rate, self.sampling_rate, self.n_samples)
+            audio = model_rate_excerpt(cell, self.sampling_rate, self.n_samples, self.rng)
             level = loudness(audio, self.sampling_rate)
             if level > self.loudness_cutoff_db:
                 break
@@ -201,22 +187,13 @@ def validation_excerpts(
             if example is None:
                 iterators.remove(it)
                 continue
-            audio = to_model_rate(*read_excerpt(example["audio"], duration, rng), sampling_rate, n_samples)
+            audio = model_rate_excerpt(example["audio"], sampling_rate, n_samples, rng)
             level = loudness(audio, sampling_rate)
             if level > loudness_cutoff_db and len(excerpts) < count:
                 excerpts.append(with_loudness(audio, level, loudness_db).astype(np.float32))
     return excerpts
 
 
-def to_model_rate(audio: np.ndarray, rate: int, sampling_rate: int, n_samples: int) -> np.ndarray:
-    """`(C, n)` at `rate` -> mono `(n_samples,)` at `sampling_rate` (cut or zero-padded)."""
-    audio = audio.mean(axis=0)
-    if rate != sampling_rate:
-        audio = soxr.resample(audio, rate, sampling_rate)
-    return np.pad(audio, (0, max(0, n_samples - audio.shape[-1])))[:n_samples]
-
-
 def with_loudness(audio: np.ndarray, level: float, target_db: float) -> np.ndarray:
-    """`audio` measured at `level` LUFS brought to `target_db`, then scaled down to a peak of at most 1."""
-    audio = audio * 10 ** ((target_db - level) / 20)
-    return audio / max(1.0, float(np.abs(audio).max()))
+    """`audio` measured at `level` LUFS brought to `target_db`, lowered so that its peak stays at most 1 (float32)."""
+    return apply_gain(audio, normalization_gain_db(level, float(np.abs(audio).max()), target_db))

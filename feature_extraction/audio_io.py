@@ -1,5 +1,8 @@
-"""Reading and writing audio files: soundfile for wav/flac/ogg/mp3/opus, ffmpeg for anything else."""
+"""Reading and writing audio files: soundfile for wav/flac/ogg/mp3/opus, ffmpeg for anything else. A file is a path
+or its bytes; reading gives float32 `(channels, T)` at the file's rate."""
 
+import io
+import math
 import os
 import shutil
 import subprocess
@@ -12,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from feature_extraction import AudioError
-from feature_extraction.feature_extraction_rvqgan import check_finite
 from modeling_rvqgan.loading_rvqgan import first_line
+
+from .feature_extraction_rvqgan import AudioError, check_finite
 
 
 class AudioFileError(AudioError):
@@ -25,10 +28,19 @@ BLOCK_SECONDS = 10.0  # audio read or written at a time
 
 
 @contextmanager
-def open_audio(path: str | Path) -> Iterator[sf.SoundFile]:
-    """Open a file for reading: with soundfile for wav/flac/ogg/mp3/opus, else as a float WAV decoded by ffmpeg
-    into a temporary folder that lasts as long as the context."""
-    path = check_regular(path)
+def open_audio(source: str | Path | bytes, name: str | None = None) -> Iterator[sf.SoundFile]:
+    """Open a path or a file's bytes for reading: with soundfile for wav/flac/ogg/mp3/opus, else (a path) as a float
+    WAV decoded by ffmpeg into a temporary folder that lasts as long as the context. `name`: what errors call a file
+    given by its bytes (default: "N bytes of audio")."""
+    if isinstance(source, bytes):
+        try:
+            file = sf.SoundFile(io.BytesIO(source))
+        except sf.LibsndfileError as error:
+            raise AudioFileError(f"{_name(source, name)}: unreadable or corrupt audio ({first_line(error)})") from None
+        with file:
+            yield file
+        return
+    path = check_regular(source)
     try:
         file = sf.SoundFile(path)
     except sf.LibsndfileError as error:
@@ -62,13 +74,43 @@ def iter_blocks(file: sf.SoundFile) -> Iterator[np.ndarray]:
         raise AudioFileError("the file holds no audio samples")
 
 
-def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
-    """Decode a file -> float32 `(channels, samples)` and its sampling rate."""
-    with open_audio(path) as file:
+def read_audio(source: str | Path | bytes, name: str | None = None) -> tuple[np.ndarray, int]:
+    """Decode a file -> float32 `(channels, T)` and its sampling rate."""
+    with open_audio(source, name) as file:
         try:
             return np.concatenate(list(iter_blocks(file)), axis=1), file.samplerate
         except AudioError as error:
-            raise AudioFileError(f"{path}: {error}") from None
+            raise AudioFileError(f"{_name(source, name)}: {error}") from None
+
+
+def read_excerpt(source: str | Path | bytes, seconds: float, rng: np.random.Generator) -> tuple[np.ndarray, int]:
+    """A random `seconds`-long excerpt of a file as float32 `(channels, n)` at its rate (zero-padded when the file is
+    shorter), and that rate; only the excerpt is read (by seeking)."""
+    with open_audio(source) as file:
+        rate, n = file.samplerate, math.ceil(seconds * file.samplerate)
+        file.seek(_start(file.frames, n, rng))
+        return _padded(file.read(n, dtype="float32", always_2d=True).T, n), rate
+
+
+def excerpt(audio: np.ndarray, rate: int, seconds: float, rng: np.random.Generator) -> np.ndarray:
+    """A random `seconds`-long excerpt of decoded `(channels, T)` audio, drawn as `read_excerpt` draws it."""
+    n = math.ceil(seconds * rate)
+    start = _start(audio.shape[-1], n, rng)
+    return _padded(audio[:, start : start + n], n)
+
+
+def _start(frames: int, n: int, rng: np.random.Generator) -> int:
+    """A uniform random start of `n` samples among `frames` (0 when there are fewer)."""
+    return int(rng.integers(0, max(frames - n, 0) + 1))
+
+
+def _padded(audio: np.ndarray, n: int) -> np.ndarray:
+    """`(channels, m <= n)` audio zero-padded to `(channels, n)`."""
+    return np.pad(audio, ((0, 0), (0, n - audio.shape[-1])))
+
+
+def _name(source: str | Path | bytes, name: str | None) -> str:
+    return name or (f"{len(source)} bytes of audio" if isinstance(source, bytes) else str(source))
 
 
 def _decode_with_ffmpeg(path: Path, soundfile_error: Exception, wav: Path) -> Path:
