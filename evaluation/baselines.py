@@ -85,56 +85,17 @@ def encode_decode(
     args, extension = _encoder_args(codec, kbps, sampling_rate)
     with tempfile.TemporaryDirectory(prefix="rvqgan-baseline-") as tmp:
         encoded = Path(tmp) / f"encoded.{extension}"
+        quiet = [ffmpeg, *"-nostdin -hide_banner -loglevel error".split()]
+        raw = f"-f f32le -ar {sampling_rate} -ac {channels}".split()
+        bitexact = "-map_metadata -1 -fflags +bitexact -flags:a +bitexact".split()
         subprocess.run(
-            [
-                ffmpeg,
-                "-nostdin",
-                "-hide_banner",
-                "-loglevel",
-                "error",
-                "-y",
-                "-f",
-                "f32le",
-                "-ar",
-                str(sampling_rate),
-                "-ac",
-                str(channels),
-                "-i",
-                "pipe:0",
-                "-map_metadata",
-                "-1",
-                "-fflags",
-                "+bitexact",
-                "-flags:a",
-                "+bitexact",
-                *args,
-                str(encoded),
-            ],
+            [*quiet, "-y", *raw, "-i", "pipe:0", *bitexact, *args, str(encoded)],
             input=np.ascontiguousarray(interleaved).tobytes(),
             check=True,
             capture_output=True,
         )
         size = encoded.stat().st_size
-        decoded = subprocess.run(
-            [
-                ffmpeg,
-                "-nostdin",
-                "-hide_banner",
-                "-loglevel",
-                "error",
-                "-i",
-                str(encoded),
-                "-f",
-                "f32le",
-                "-ar",
-                str(sampling_rate),
-                "-ac",
-                str(channels),
-                "pipe:1",
-            ],
-            check=True,
-            capture_output=True,
-        ).stdout
+        decoded = subprocess.run([*quiet, "-i", str(encoded), *raw, "pipe:1"], check=True, capture_output=True).stdout
     out = np.frombuffer(decoded, dtype=np.float32).reshape(-1, channels).T
     out = out[0] if audio.ndim == 1 else out
     max_lag = int(MAX_LAG_SECONDS * sampling_rate) if align_delay else 0

@@ -1,4 +1,5 @@
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,14 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def accelerate_launch(processes: int) -> list[str]:
+    """The `accelerate launch` command line for `processes` CPU processes: several need the torchrun-style launch
+    (`--multi_gpu`, a gloo group without GPUs), as Accelerate's `--cpu` runs one process unless MPI is set up."""
+    mode = "--multi_gpu --main_process_port 0" if processes > 1 else "--cpu"
+    options = f"{mode} --num_processes {processes} --num_machines 1 --mixed_precision no --dynamo_backend no"
+    return [sys.executable, "-m", "accelerate.commands.launch", *options.split()]
 
 
 def tiny_config(**overrides) -> RvqganConfig:

@@ -195,6 +195,7 @@ def one_line(text: str) -> str:
 
 
 # (id, arguments, words the one line must hold); {A} audio, {R} rvq, {M} models, {O} the output folder
+# fmt: off
 CLI_CASES = [
     ("encode-corrupt", "encode {A}/corrupt.wav", ["corrupt.wav", "unreadable or corrupt"]),
     ("encode-empty", "encode {A}/empty.wav", ["empty.wav", "unreadable or corrupt"]),
@@ -256,6 +257,7 @@ CLI_CASES = [
     ("info-folder", "info {R}/norvq", ["norvq", "not a regular file"]),
     ("info-missing", "info {R}/missing.rvq", ["missing.rvq", "no such file"]),
 ]
+# fmt: on
 
 
 @pytest.mark.parametrize("arguments, words", [case[1:] for case in CLI_CASES], ids=[case[0] for case in CLI_CASES])
@@ -386,6 +388,7 @@ ALL_NAN, ONE_NAN, ONE_INF = np.full(4410, np.nan, np.float32), MONO.copy(), MONO
 ONE_NAN[100], ONE_INF[200] = np.nan, -np.inf
 
 # (id, call(model, corpus), error type, words of the message)
+# fmt: off
 API_CASES = [
     ("compress-all-nan", lambda m, c: compress(m, ALL_NAN, 44100), AudioError, ["`audio`", "NaN"]),
     ("compress-one-nan", lambda m, c: compress(m, ONE_NAN, 44100), AudioError, ["`audio`", "NaN"]),
@@ -398,201 +401,80 @@ API_CASES = [
     ("compress-rate-bool", lambda m, c: compress(m, MONO, True), AudioError, ["`sampling_rate`", "True"]),
     ("compress-rate-none", lambda m, c: compress(m, MONO, None), AudioError, ["`sampling_rate`", "None"]),
     ("compress-rate-1mhz", lambda m, c: compress(m, MONO, 1_000_000), AudioError, ["1000000 Hz", "768000"]),
-    (
-        "compress-samples-channels",
-        lambda m, c: compress(m, tone(2, 4410, 44100), 44100),
-        AudioError,
-        ["`audio`", "(4410, 2)", "transpose"],
-    ),
+    ("compress-samples-channels", lambda m, c: compress(m, tone(2, 4410, 44100), 44100), AudioError,
+     ["`audio`", "(4410, 2)", "transpose"]),
     ("compress-3d", lambda m, c: compress(m, MONO[None, None], 44100), AudioError, ["`audio`", "(1, 1, 4410)"]),
-    (
-        "compress-empty",
-        lambda m, c: compress(m, np.zeros(0, np.float32), 44100),
-        AudioError,
-        ["Empty audio", "`audio`"],
-    ),
-    (
-        "compress-strings",
-        lambda m, c: compress(m, np.array(["a", "b"]), 44100),
-        AudioError,
-        ["`audio`", "real numbers"],
-    ),
+    ("compress-empty", lambda m, c: compress(m, np.zeros(0, np.float32), 44100), AudioError,
+     ["Empty audio", "`audio`"]),
+    ("compress-strings", lambda m, c: compress(m, np.array(["a", "b"]), 44100), AudioError,
+     ["`audio`", "real numbers"]),
     ("compress-complex", lambda m, c: compress(m, MONO.astype(complex), 44100), AudioError, ["`audio`", "complex"]),
-    (
-        "compress-kbps-and-n-quantizers",
-        lambda m, c: compress(m, MONO, 44100, n_quantizers=2, kbps=1.0),
-        ValueError,
-        ["`n_quantizers`", "`kbps`", "not both"],
-    ),
-    (
-        "compress-n-quantizers-0",
-        lambda m, c: compress(m, MONO, 44100, n_quantizers=0),
-        ValueError,
-        ["`n_quantizers`", "[1, 4]"],
-    ),
-    (
-        "compress-n-quantizers-9",
-        lambda m, c: compress(m, MONO, 44100, n_quantizers=9),
-        ValueError,
-        ["`n_quantizers`", "[1, 4]"],
-    ),
-    (
-        "compress-n-quantizers-float",
-        lambda m, c: compress(m, MONO, 44100, n_quantizers=2.5),
-        ValueError,
-        ["`n_quantizers`", "2.5"],
-    ),
-    (
-        "compress-kbps-negative",
-        lambda m, c: compress(m, MONO, 44100, kbps=-1),
-        ValueError,
-        ["`kbps` -1", "out of range"],
-    ),
+    ("compress-kbps-and-n-quantizers", lambda m, c: compress(m, MONO, 44100, n_quantizers=2, kbps=1.0), ValueError,
+     ["`n_quantizers`", "`kbps`", "not both"]),
+    ("compress-n-quantizers-0", lambda m, c: compress(m, MONO, 44100, n_quantizers=0), ValueError,
+     ["`n_quantizers`", "[1, 4]"]),
+    ("compress-n-quantizers-9", lambda m, c: compress(m, MONO, 44100, n_quantizers=9), ValueError,
+     ["`n_quantizers`", "[1, 4]"]),
+    ("compress-n-quantizers-float", lambda m, c: compress(m, MONO, 44100, n_quantizers=2.5), ValueError,
+     ["`n_quantizers`", "2.5"]),
+    ("compress-kbps-negative", lambda m, c: compress(m, MONO, 44100, kbps=-1), ValueError,
+     ["`kbps` -1", "out of range"]),
     ("compress-kbps-string", lambda m, c: compress(m, MONO, 44100, kbps="6"), ValueError, ["`kbps`", "'6'"]),
-    (
-        "decompress-other-model",
-        lambda m, c: decompress(tiny_model(seed=1, sampling_rate=44100), (c / "rvq/good.rvq").read_bytes()),
-        RvqFormatError,
-        ["made by model", "not by 'unsaved@sha256:"],
-    ),
-    (
-        "decompress-other-identity",
-        lambda m, c: decompress(m, (c / "rvq/good.rvq").read_bytes(), "x@sha256:0123"),
-        RvqFormatError,
-        ["made by model", "not by 'x@sha256:0123'"],
-    ),
-    (
-        "decompress-no-identity",
-        lambda m, c: decompress(m, (c / "rvq/no_identity.rvq").read_bytes()),
-        RvqFormatError,
-        ["made by model ''"],
-    ),
+    ("decompress-other-model",
+     lambda m, c: decompress(tiny_model(seed=1, sampling_rate=44100), (c / "rvq/good.rvq").read_bytes()),
+     RvqFormatError, ["made by model", "not by 'unsaved@sha256:"]),
+    ("decompress-other-identity", lambda m, c: decompress(m, (c / "rvq/good.rvq").read_bytes(), "x@sha256:0123"),
+     RvqFormatError, ["made by model", "not by 'x@sha256:0123'"]),
+    ("decompress-no-identity", lambda m, c: decompress(m, (c / "rvq/no_identity.rvq").read_bytes()), RvqFormatError,
+     ["made by model ''"]),
     ("decompress-garbage", lambda m, c: decompress(m, b"\x00" * 100), RvqFormatError, ["not an .rvq file"]),
-    (
-        "decompress-length-10x",
-        lambda m, c: decompress(m, (c / "rvq/length_10x.rvq").read_bytes()),
-        RvqFormatError,
-        ["original_length = 240000", "does not fit"],
-    ),
-    (
-        "decompress-length-2e40",
-        lambda m, c: decompress(m, (c / "rvq/length_2e40.rvq").read_bytes()),
-        RvqFormatError,
-        ["original_length = 1099511627776"],
-    ),
-    (
-        "decompress-gain-1000db",
-        lambda m, c: decompress(m, (c / "rvq/gain_1000db.rvq").read_bytes()),
-        RvqFormatError,
-        ["gain_db = 1000"],
-    ),
-    (
-        "decompress-gain-1e30db",
-        lambda m, c: decompress(m, (c / "rvq/gain_1e30db.rvq").read_bytes()),
-        RvqFormatError,
-        ["gain_db = 1e+30"],
-    ),
-    (
-        "load-model-missing",
-        lambda m, c: load_model(str(c / "models/missing")),
-        ModelLoadError,
-        ["missing", "no such directory"],
-    ),
-    (
-        "load-model-truncated",
-        lambda m, c: load_model(str(c / "models/trunc")),
-        ModelLoadError,
-        ["trunc", "incomplete metadata"],
-    ),
+    ("decompress-length-10x", lambda m, c: decompress(m, (c / "rvq/length_10x.rvq").read_bytes()), RvqFormatError,
+     ["original_length = 240000", "does not fit"]),
+    ("decompress-length-2e40", lambda m, c: decompress(m, (c / "rvq/length_2e40.rvq").read_bytes()), RvqFormatError,
+     ["original_length = 1099511627776"]),
+    ("decompress-gain-1000db", lambda m, c: decompress(m, (c / "rvq/gain_1000db.rvq").read_bytes()), RvqFormatError,
+     ["gain_db = 1000"]),
+    ("decompress-gain-1e30db", lambda m, c: decompress(m, (c / "rvq/gain_1e30db.rvq").read_bytes()), RvqFormatError,
+     ["gain_db = 1e+30"]),
+    ("load-model-missing", lambda m, c: load_model(str(c / "models/missing")), ModelLoadError,
+     ["missing", "no such directory"]),
+    ("load-model-truncated", lambda m, c: load_model(str(c / "models/trunc")), ModelLoadError,
+     ["trunc", "incomplete metadata"]),
     ("load-model-shapes", lambda m, c: load_model(str(c / "models/shape")), ModelLoadError, ["shape", "4 mismatched"]),
-    (
-        "load-model-more-codebooks",
-        lambda m, c: load_model(str(c / "models/more")),
-        ModelLoadError,
-        ["more", "10 missing"],
-    ),
-    (
-        "load-model-unexpected-key",
-        lambda m, c: load_model(str(c / "models/extra")),
-        ModelLoadError,
-        ["extra", "1 unexpected"],
-    ),
-    (
-        "load-model-pickle-only",
-        lambda m, c: load_model(str(c / "models/pickle")),
-        ModelLoadError,
-        ["pickle", "model.safetensors"],
-    ),
+    ("load-model-more-codebooks", lambda m, c: load_model(str(c / "models/more")), ModelLoadError,
+     ["more", "10 missing"]),
+    ("load-model-unexpected-key", lambda m, c: load_model(str(c / "models/extra")), ModelLoadError,
+     ["extra", "1 unexpected"]),
+    ("load-model-pickle-only", lambda m, c: load_model(str(c / "models/pickle")), ModelLoadError,
+     ["pickle", "model.safetensors"]),
     ("load-model-bad-json", lambda m, c: load_model(str(c / "models/badjson")), ModelLoadError, ["badjson", "JSON"]),
-    (
-        "load-model-device-bogus",
-        lambda m, c: load_model(str(c / "models/good"), "bogus"),
-        ValueError,
-        ["device 'bogus'"],
-    ),
-    (
-        "load-model-device-cuda-99",
-        lambda m, c: load_model(str(c / "models/good"), "cuda:99"),
-        ValueError,
-        ["device 'cuda:99'"],
-    ),
-    (
-        "tokenizer-model-truncated",
-        lambda m, c: AudioTokenizer(str(c / "models/trunc")),
-        ModelLoadError,
-        ["trunc", "incomplete"],
-    ),
-    (
-        "tokenizer-model-more-codebooks",
-        lambda m, c: AudioTokenizer(str(c / "models/more")),
-        ModelLoadError,
-        ["more", "missing"],
-    ),
-    (
-        "tokenizer-kbps-and-n-quantizers",
-        lambda m, c: AudioTokenizer(m, n_quantizers=2, kbps=1.0),
-        ValueError,
-        ["not both"],
-    ),
-    (
-        "tokenizer-undecodable-bytes",
-        lambda m, c: AudioTokenizer(m)({"audio": b"RIFF garbage" * 9}),
-        AudioError,
-        ["108 bytes of audio", "unreadable or corrupt"],
-    ),
-    (
-        "tokenizer-corrupt-file",
-        lambda m, c: AudioTokenizer(m).tokenize(str(c / "audio/corrupt.wav")),
-        AudioError,
-        ["corrupt.wav", "unreadable or corrupt"],
-    ),
-    (
-        "tokenizer-missing-file",
-        lambda m, c: AudioTokenizer(m).tokenize(str(c / "audio/missing.wav")),
-        AudioError,
-        ["missing.wav", "no such file"],
-    ),
-    (
-        "tokenizer-fifo",
-        lambda m, c: AudioTokenizer(m).tokenize(str(c / "audio/fifo.wav")),
-        AudioError,
-        ["fifo.wav", "not a regular file"],
-    ),
+    ("load-model-device-bogus", lambda m, c: load_model(str(c / "models/good"), "bogus"), ValueError,
+     ["device 'bogus'"]),
+    ("load-model-device-cuda-99", lambda m, c: load_model(str(c / "models/good"), "cuda:99"), ValueError,
+     ["device 'cuda:99'"]),
+    ("tokenizer-model-truncated", lambda m, c: AudioTokenizer(str(c / "models/trunc")), ModelLoadError,
+     ["trunc", "incomplete"]),
+    ("tokenizer-model-more-codebooks", lambda m, c: AudioTokenizer(str(c / "models/more")), ModelLoadError,
+     ["more", "missing"]),
+    ("tokenizer-kbps-and-n-quantizers", lambda m, c: AudioTokenizer(m, n_quantizers=2, kbps=1.0), ValueError,
+     ["not both"]),
+    ("tokenizer-undecodable-bytes", lambda m, c: AudioTokenizer(m)({"audio": b"RIFF garbage" * 9}), AudioError,
+     ["108 bytes of audio", "unreadable or corrupt"]),
+    ("tokenizer-corrupt-file", lambda m, c: AudioTokenizer(m).tokenize(str(c / "audio/corrupt.wav")), AudioError,
+     ["corrupt.wav", "unreadable or corrupt"]),
+    ("tokenizer-missing-file", lambda m, c: AudioTokenizer(m).tokenize(str(c / "audio/missing.wav")), AudioError,
+     ["missing.wav", "no such file"]),
+    ("tokenizer-fifo", lambda m, c: AudioTokenizer(m).tokenize(str(c / "audio/fifo.wav")), AudioError,
+     ["fifo.wav", "not a regular file"]),
     ("tokenizer-rate-0", lambda m, c: AudioTokenizer(m).tokenize(MONO, 0), AudioError, ["`sampling_rate`", "0"]),
-    (
-        "tokenizer-rate-in-cell",
-        lambda m, c: AudioTokenizer(m)({"audio": {"array": MONO, "sampling_rate": "x"}}),
-        AudioError,
-        ["`sampling_rate`", "'x'"],
-    ),
+    ("tokenizer-rate-in-cell",
+     lambda m, c: AudioTokenizer(m)({"audio": {"array": MONO, "sampling_rate": "x"}}), AudioError,
+     ["`sampling_rate`", "'x'"]),
     ("tokenizer-nan", lambda m, c: AudioTokenizer(m).tokenize(ONE_NAN, 44100), AudioError, ["`audio`", "NaN"]),
-    (
-        "tokenizer-samples-channels",
-        lambda m, c: AudioTokenizer(m).tokenize(tone(2, 4410, 44100), 44100),
-        AudioError,
-        ["`audio`", "transpose"],
-    ),
+    ("tokenizer-samples-channels", lambda m, c: AudioTokenizer(m).tokenize(tone(2, 4410, 44100), 44100), AudioError,
+     ["`audio`", "transpose"]),
 ]
+# fmt: on
 
 
 @pytest.mark.parametrize("call, error, words", [case[1:] for case in API_CASES], ids=[case[0] for case in API_CASES])
@@ -653,6 +535,7 @@ def converter_inputs(corpus: Path, folder: Path) -> dict[str, Path]:
     return {p.stem: p for p in folder.glob("*.pth")}
 
 
+# fmt: off
 CONVERTER_CASES = [  # (id, arguments, words); {C} checkpoints, {M} models
     ("garbage", "--from descript {C}/garbage.pth", ["garbage.pth", "not a readable PyTorch checkpoint"]),
     ("malicious", "--from descript {C}/malicious.pth", ["malicious.pth", "not a readable PyTorch checkpoint"]),
@@ -669,6 +552,7 @@ CONVERTER_CASES = [  # (id, arguments, words); {C} checkpoints, {M} models
     ("from-dac-extra-key", "--from dac {M}/extra", ["extra", "1 unexpected (decoder.extra)"]),
     ("output-is-the-input", "--to dac {M}/good {M}/good", ["good", "is the input"]),
 ]
+# fmt: on
 
 
 @pytest.mark.parametrize(
@@ -699,6 +583,7 @@ def space_app():
     return app
 
 
+# fmt: off
 SPACE_CASES = [  # (id, file in audio/, words)
     ("corrupt", "corrupt.wav", ["corrupt.wav", "unreadable or corrupt"]),
     ("empty", "empty.wav", ["empty.wav", "unreadable or corrupt"]),
@@ -709,6 +594,7 @@ SPACE_CASES = [  # (id, file in audio/, words)
     ("fifo", "fifo.wav", ["fifo.wav", "not a regular file"]),
     ("missing", "missing.wav", ["missing.wav", "no such file"]),
 ]
+# fmt: on
 
 
 @pytest.mark.parametrize("name, words", [case[1:] for case in SPACE_CASES], ids=[case[0] for case in SPACE_CASES])

@@ -3,14 +3,13 @@
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import datasets
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import ALSA_SPEECH, EXAMPLES, real_audio, tiny_model
+from conftest import ALSA_SPEECH, EXAMPLES, accelerate_launch, real_audio, tiny_model
 
 from feature_extraction.tokenizer import AudioTokenizer
 from training import tokenize_dataset  # noqa: E402
@@ -95,26 +94,8 @@ sys.exit(tokenize_dataset.main())
 
 
 def launch(argv, processes=2, script=("-m", "training.tokenize_dataset")):
-    """`accelerate launch` with `processes` CPU processes (torchrun-style: `--multi_gpu` spawns them; without CUDA
-    the script makes a gloo group. Accelerate's `--cpu` would run a single process unless mpirun is set up)."""
-    command = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--multi_gpu",
-        "--num_processes",
-        str(processes),
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-        "--main_process_port",
-        "0",
-        *script,
-        *argv,
-    ]
+    """`accelerate launch` of `script` with `processes` CPU processes (`conftest.accelerate_launch`)."""
+    command = [*accelerate_launch(processes), *script, *argv]
     env = {
         **os.environ,
         "OMP_NUM_THREADS": "1",

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from conftest import ALSA_SPEECH, real_audio
+from conftest import ALSA_SPEECH, accelerate_launch, real_audio
 
 from benchmarks.quality import _write_csv, summarize
 from training.checkpoint import checkpoints, save_checkpoint
@@ -37,24 +37,8 @@ def metrics(output_dir: Path) -> dict[int, dict]:
 
 
 def run_training(*args, processes: int = 1, env=None, wait=True):
-    """`accelerate launch` of `training.train` with the tiny config. Several CPU processes need the torchrun-style
-    launch (`--multi_gpu`, a gloo group without GPUs): Accelerate's `--cpu` runs one process unless MPI is set up."""
-    mode = ["--multi_gpu"] if processes > 1 else ["--cpu"]
-    launcher = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        *mode,
-        "--num_processes",
-        str(processes),
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-    ]
-    command = launcher + ["-m", "training.train", "--config", TINY, *args]
+    """`accelerate launch` of `training.train` with the tiny config (`conftest.accelerate_launch`)."""
+    command = [*accelerate_launch(processes), "-m", "training.train", "--config", TINY, *args]
     env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
     if not wait:
         return subprocess.Popen(
