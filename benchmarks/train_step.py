@@ -103,15 +103,12 @@ class DescriptStep:
         self.optimizer_g, self.scheduler_g = optimizer_and_scheduler(self.generator)
         self.optimizer_d, self.scheduler_d = optimizer_and_scheduler(self.discriminator)
         self.waveform_loss, self.stft_loss = loss.L1Loss(), loss.MultiScaleSTFTLoss()
+        # fmt: off
         self.mel_loss = loss.MelSpectrogramLoss(  # conf/base.yml
-            n_mels=[5, 10, 20, 40, 80, 160, 320],
-            window_lengths=[32, 64, 128, 256, 512, 1024, 2048],
-            mel_fmin=[0.0] * 7,
-            mel_fmax=[None] * 7,
-            pow=1.0,
-            clamp_eps=1e-5,
-            mag_weight=0.0,
+            n_mels=[5, 10, 20, 40, 80, 160, 320], window_lengths=[32, 64, 128, 256, 512, 1024, 2048],
+            mel_fmin=[0.0] * 7, mel_fmax=[None] * 7, pow=1.0, clamp_eps=1e-5, mag_weight=0.0,
         )
+        # fmt: on
         self.gan_loss = loss.GANLoss(self.discriminator)
 
     def __call__(self, audio: torch.Tensor) -> dict:
