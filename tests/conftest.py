@@ -71,3 +71,20 @@ def real_audio(path: Path) -> tuple[np.ndarray, int]:
         pytest.fail(message) if os.environ.get("CI") == "true" else pytest.skip(message)
     audio, rate = sf.read(path, dtype="float32", always_2d=True)
     return audio.mean(axis=1), rate
+
+
+@pytest.fixture(scope="session")
+def corpus(tmp_path_factory):
+    """The bad-input tests' files (`bad_input_corpus.write_corpus`), written once per session."""
+    from bad_input_corpus import write_corpus
+
+    return write_corpus(tmp_path_factory.mktemp("corpus"))
+
+
+@pytest.fixture
+def deadline(tmp_path_factory):
+    """The bad-input tests' FIFOs released after 60 s (`bad_input_corpus.release_fifos_after`)."""
+    from bad_input_corpus import release_fifos_after
+
+    with release_fifos_after(tmp_path_factory.getbasetemp()):
+        yield
