@@ -20,7 +20,8 @@ revision REV (checked out to a temporary folder): for each, a process builds `Tr
 and runs its `train()` loop for `--warmup` steps (10: a new process's first steps compile kernels for new shapes) then
 `--steps` timed ones (from the start of one step to the start of the step after the last: data, logging steps and all),
 the two alternating `--repeats` times; the table gives medians of seconds per step and steps per hour, and each code's
-first-step losses (same seed, same data: equal up to float rounding).
+first-step losses (same seed, same data: equal up to float rounding). Config options that the older code does not
+have (e.g. `ema_decay`) are left out for it.
 """
 
 import argparse
@@ -153,6 +154,7 @@ values = yaml.safe_load(open(config_path))
 values.pop("reconstruction_steps", None)  # the full GAN step, which code without the warm-up option runs
 if "reconstruction_steps" in TrainConfig.__dataclass_fields__:
     values["reconstruction_steps"] = 0
+values = {k: v for k, v in values.items() if k in TrainConfig.__dataclass_fields__}  # options newer than the code
 with open(os.path.join(output_dir, "config.yaml"), "w") as handle:
     yaml.safe_dump(values, handle)
 config = load_config(os.path.join(output_dir, "config.yaml"), [
