@@ -5,10 +5,12 @@ import io
 import re
 from pathlib import Path
 
-README = (Path(__file__).parent.parent / "README.md").read_text()
+ROOT = Path(__file__).parent.parent
+README = (ROOT / "README.md").read_text()
 
 
-def test_readme_python_example_prints_what_it_claims():
+def test_readme_python_example_prints_what_it_claims(monkeypatch):
+    monkeypatch.chdir(ROOT)  # the example reads a clip of examples/audio
     (code,) = re.findall(r"```python\n(.*?)```", README, flags=re.S)
     expected = [line.split("#")[1].split(":")[0].strip() for line in code.splitlines() if line.startswith("print(")]
     output = io.StringIO()
