@@ -378,6 +378,7 @@ def test_training_record_scores_only_the_current_validation_clips(tmp_path):
     record = training_record(tmp_path, Path(TINY), 750)
     assert "| 500 | 2.000 |" in record and "| 750 | 1.500 |" in record and "| 250 |" not in record
     assert "changed its validation clips after step 250" in record
+    assert "These weights: step 750 (validation mel 1.500" in record
 
 
 def test_moving_average_is_validated_exported_and_resumed(tmp_path, speech_and_music):

@@ -57,6 +57,8 @@ def training_record(run_dir: Path, config_path: Path, step: int) -> str:
     clips = validation[-1].get("val/clips") if validation else None
     earlier = [row["step"] for row in validation if row.get("val/clips") != clips]
     validation = [row for row in validation if row.get("val/clips") == clips]
+    best = min(validation, key=lambda row: row["val/mel"], default=None)  # what best/ holds
+    hours = training_hours(run_dir)
     lines = [
         "Trained from scratch on CPU with `training.train` (`training/configs/default.yaml`), data from "
         "`training.make_default_data`: speech, music and general sound from Debian packages (real voices, game "
@@ -74,8 +76,13 @@ def training_record(run_dir: Path, config_path: Path, step: int) -> str:
             if config.ema_decay
             else "."
         ),
-        f"- Compute: {step} steps ({warmup} reconstruction-only, {step - warmup} GAN), {training_hours(run_dir):.1f} "
-        "wall-clock hours on a 2-core CPU (the machine shared with other work at times).",
+        f"- Compute: {step} steps ({warmup} reconstruction-only, {step - warmup} GAN), {hours:.1f} wall-clock hours on "
+        f"a 2-core CPU, {2 * hours:.1f} CPU-core hours (the machine shared with other work at times).",
+        *(
+            [f"- These weights: step {best['step']} (validation mel {best['val/mel']:.3f}, the lowest below)."]
+            if best
+            else []
+        ),
         "",
         f"Validation ({config.data.validation_examples} clips of {config.data.validation_duration:g} s from "
         + ", ".join(f"`{source.dataset}`" for source in config.data.validation)
