@@ -25,6 +25,8 @@ import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import gather_object, set_seed
+from safetensors import SafetensorError
+from safetensors.torch import load_model
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
@@ -106,6 +108,13 @@ class Trainer:
         generator = build_generator(config)
         self.model_config = generator.config
         discriminator = RvqganDiscriminator(sampling_rate=self.model_config.sampling_rate, **config.discriminator)
+        trained = Path(config.init_from or "") / "discriminator" / "model.safetensors"
+        if config.init_from and trained.is_file():  # a folder of training.export_default or push_to_hub
+            try:
+                load_model(discriminator, str(trained))
+            except (RuntimeError, SafetensorError) as error:
+                message = str(error).strip().splitlines()[0]
+                raise ValueError(f"{trained}: does not fit config.discriminator ({message})") from None
         if acc.device.type == "cpu":
             use_fused_snake(generator)
         if config.compile:
@@ -380,11 +389,11 @@ def main(argv=None):
     parser.add_argument("overrides", nargs="*", help="key.sub=value settings that replace the config's")
     args = parser.parse_args(argv)
     try:
-        config = load_config(args.config, args.overrides)
+        trainer = Trainer(load_config(args.config, args.overrides), resume=args.resume)
     except (OSError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    Trainer(config, resume=args.resume).train()
+    trainer.train()
     return 0
 
 
