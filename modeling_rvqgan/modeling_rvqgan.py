@@ -16,6 +16,7 @@ from .configuration_rvqgan import RvqganConfig
 from .inference_rvqgan import autocast_dtype, decode_latents, encode_latents, run_pass
 from .layers_rvqgan import RvqganDecoder, RvqganEncoder, Snake1d, length_mask
 from .quantizer_rvqgan import RvqganResidualVectorQuantizer
+from .streaming_rvqgan import RvqganStreamingDecoder, RvqganStreamingEncoder
 
 
 @dataclass
@@ -280,6 +281,22 @@ class RvqganModel(RvqganPreTrainedModel):
         if padding_mask is not None:
             audio_values = audio_values[:, : padding_mask.shape[-1]] * padding_mask
         return model_output(RvqganDecoderOutput, return_dict, audio_values=audio_values)
+
+    def streaming_encoder(
+        self, n_quantizers: int | None = None, lookahead: int | None = None
+    ) -> RvqganStreamingEncoder:
+        """A stream that encodes audio pushed in chunks: `push(samples (B, n))` -> codes `(B, n_q, frames)` as they
+        become final, `flush()` -> the rest; together the codes of `encode` (`streaming_rvqgan`). `lookahead`:
+        samples past a frame's end that its codes wait for (None: all they depend on, exact); `delay`: samples
+        from a frame's start to its codes."""
+        return RvqganStreamingEncoder(self, n_quantizers, lookahead)
+
+    def streaming_decoder(self, lookahead: int | None = None) -> RvqganStreamingDecoder:
+        """A stream that decodes codes pushed in chunks: `push(codes (B, n_q, frames))` -> audio `(B, samples)` as it
+        becomes final, `flush()` -> the rest; together the audio of `decode`. `lookahead`: code frames after a frame
+        that its samples wait for (None: all they depend on, exact); `delay`: samples from a frame's arrival to
+        its last sample."""
+        return RvqganStreamingDecoder(self, lookahead)
 
     def forward(
         self,
