@@ -165,7 +165,7 @@ starts, losses, step = [], [], trainer.train_step
 def timed(*args, **kwargs):
     starts.append(time.perf_counter())
     logs = step(*args, **kwargs)
-    losses.append({k: v for k, v in logs.items() if k.startswith("loss/")})
+    losses.append({k: float(v) for k, v in logs.items() if k.startswith("loss/")})  # tensors off logging steps
     return logs
 trainer.train_step = timed
 trainer.train()

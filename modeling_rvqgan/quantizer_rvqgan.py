@@ -40,15 +40,17 @@ class RvqganVectorQuantize(nn.Module):
         return self.out_proj(quantized_latents), codes, projected_latents, commitment_loss, codebook_loss
 
     def nearest_codes(self, projected_latents: torch.Tensor) -> torch.Tensor:
-        """(B, codebook_dim, T) -> (B, T) indices of the nearest L2-normalized codebook entries."""
+        """(B, codebook_dim, T) -> (B, T) indices of the nearest L2-normalized codebook entries, searched in float32
+        (also under autocast, whose bf16 products would pick other codes)."""
         batch_size, dim, length = projected_latents.shape
-        encodings = F.normalize(projected_latents.transpose(1, 2).reshape(-1, dim))
-        codebook = F.normalize(self.codebook.weight)
-        distances = (
-            encodings.pow(2).sum(1, keepdim=True)
-            - 2 * encodings @ codebook.t()
-            + codebook.pow(2).sum(1, keepdim=True).t()
-        )
+        with torch.autocast(projected_latents.device.type, enabled=False):
+            encodings = F.normalize(projected_latents.float().transpose(1, 2).reshape(-1, dim))
+            codebook = F.normalize(self.codebook.weight.float())
+            distances = (
+                encodings.pow(2).sum(1, keepdim=True)
+                - 2 * encodings @ codebook.t()
+                + codebook.pow(2).sum(1, keepdim=True).t()
+            )
         return (-distances).max(1)[1].reshape(batch_size, length)
 
 

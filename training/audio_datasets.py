@@ -2,6 +2,10 @@
 
 `datasets` >= 4 decodes audio only through torchcodec, whose wheels need a CUDA build of torch; the codec's
 training and tokenization read the audio themselves with soundfile instead, so they work on CPU-only machines too.
+Local audio folders are listed here, with or without torchcodec, so that every machine reads the same files: a split
+is the subfolder of its name (`train/`, `validation/`, `test/`); a folder without split subfolders is all `train`.
+(`load_dataset` would also take split names from file names: one `..._train-0.flac` among thousands of speech files
+would make `train` that one file.)
 """
 
 from pathlib import Path
@@ -22,8 +26,8 @@ def open_audio_dataset(
 ):
     """A `load_dataset` name or path (Hub id, packaged builder such as "audiofolder" with `data_dir`, local folder of
     audio files) or a `save_to_disk` folder, as a `Dataset` (an `IterableDataset` with `streaming`) whose
-    `audio_column` is `Audio(decode=False)`. A local audio folder read without torchcodec becomes `num_shards`
-    shards when streamed."""
+    `audio_column` is `Audio(decode=False)`. Streamed, a local audio folder or a `save_to_disk` dataset becomes
+    `num_shards` shards (where it has as many examples)."""
     path = Path(dataset)
     saved = path.is_dir() and any((path / f).exists() for f in ("dataset_info.json", "dataset_dict.json", "state.json"))
     folder = local_folder(dataset, data_dir)
@@ -31,30 +35,18 @@ def open_audio_dataset(
         ds = datasets.load_from_disk(str(path))
         if isinstance(ds, datasets.DatasetDict):
             ds = ds[split]
-        if streaming:
-            ds = ds.to_iterable_dataset()
-    elif folder is not None and not torchcodec_works():
-        # datasets >= 4 needs torchcodec even to list an audiofolder (Audio.encode_example imports it): read the
-        # folder here instead, with the same paths and metadata columns
-        ds = local_audio_folder(folder, audio_column)
-        if streaming:
-            ds = ds.to_iterable_dataset(num_shards=num_shards if len(ds) >= num_shards else 1)
+    elif folder is not None:
+        ds = local_audio_folder(split_folder(folder, split), audio_column)
     else:
         ds = datasets.load_dataset(dataset, name, data_dir=data_dir, split=split, streaming=streaming)
+    if streaming and isinstance(ds, datasets.Dataset):
+        ds = ds.to_iterable_dataset(num_shards=num_shards if len(ds) >= num_shards else 1)
     if audio_column not in (ds.column_names or [audio_column]):
         raise ValueError(f"No column {audio_column!r} in dataset {dataset} (columns: {ds.column_names})")
     feature = (ds.features or {}).get(audio_column)
     if isinstance(feature, dict) and "array" in feature:  # already decoded: {"array", "sampling_rate"} structs
         return ds
     return ds.cast_column(audio_column, Audio(decode=False))
-
-
-def torchcodec_works() -> bool:
-    try:
-        import torchcodec.encoders  # noqa: F401
-    except Exception:  # missing, or a wheel built against another torch (CPU machines): ImportError / OSError
-        return False
-    return True
 
 
 def local_folder(dataset: str, data_dir: str | None) -> Path | None:
@@ -64,6 +56,16 @@ def local_folder(dataset: str, data_dir: str | None) -> Path | None:
     if data_dir is None and Path(dataset).is_dir():
         return Path(dataset)
     return None
+
+
+def split_folder(folder: Path, split: str) -> Path:
+    """The folder of `split` in a local audio folder: its subfolder of that name, or the folder itself for `train`
+    where it has no split subfolders."""
+    if (folder / split).is_dir():
+        return folder / split
+    if split == "train" and not any((folder / name).is_dir() for name in ("validation", "test")):
+        return folder
+    raise ValueError(f"{folder} has no {split}/ subfolder (a local folder's split is its subfolder of that name)")
 
 
 def local_audio_folder(folder: Path, audio_column: str = "audio"):

@@ -46,6 +46,8 @@ class TrainConfig:
     gradient_accumulation_steps: int = 1
     mixed_precision: str = "no"  # "no" (the paper), "bf16" or "fp16"
     compile: bool = False
+    collective_timeout_minutes: float = 60.0  # how long processes wait in a collective for the others (NCCL's
+    # default, 10, is shorter than the main process's lone work: building the validation clips, validating, writing)
     seed: int = 0
     output_dir: str = "runs/rvqgan"
     log_every: int = 10
@@ -56,6 +58,8 @@ class TrainConfig:
     audio_samples: int = 8  # validation clips logged as audio and mel spectrograms
 
     def __post_init__(self):
+        if not self.collective_timeout_minutes > 0:
+            raise ValueError(f"collective_timeout_minutes must be positive, got {self.collective_timeout_minutes}")
         if self.keep_checkpoints < 1:
             raise ValueError(
                 f"keep_checkpoints must be at least 1 (--resume reads the newest), got {self.keep_checkpoints}"

@@ -2,14 +2,17 @@
 
 Each source is opened with `Audio(decode=False)` (see `training.audio_datasets`) and streamed; sources are mixed with
 `interleave_datasets` at the given probabilities (equal by default, as DAC samples its groups) and split across
-processes with `split_dataset_by_node`; a buffer of excerpts shuffles the order. From each file one random excerpt is
-read by seeking (soundfile reads only those samples), made mono, resampled to the model rate (soxr), normalised to -16
-LUFS (BS.1770, the excerpt zero-padded to 0.5 s for the measurement as audiotools does, floored at -70), scaled down to
-a peak of at most 1 and given a random constant phase shift. Near-silent excerpts (below -40 LUFS) are redrawn up to 8
-times, then the file is skipped. The stream is endless (epochs) and resumable: `state_dict()` holds the dataset position
-and the excerpt RNG, exact when batches are read in the training process (no loader workers).
+processes with `split_dataset_by_node`, by shards; a buffer of excerpts shuffles the order. From each file one random
+excerpt is read by seeking (soundfile reads only those samples), made mono, resampled to the model rate (soxr),
+normalised to -16 LUFS (BS.1770, the excerpt zero-padded to 0.5 s for the measurement as audiotools does, floored at
+-70), scaled down to a peak of at most 1 and given a random constant phase shift. Near-silent excerpts (below -40 LUFS)
+are redrawn up to 8 times, then the file is skipped. The stream is endless (epochs) and resumable: `state_dict()` holds
+the dataset position and the excerpt RNG. `Prefetcher` reads batches ahead in a thread, each with the state after it, so
+that resuming stays exact.
 """
 
+import queue
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -111,7 +114,10 @@ class ExcerptStream(torch.utils.data.IterableDataset):
                 opened, probabilities=(weights / weights.sum()).tolist(), seed=seed, stopping_strategy="all_exhausted"
             )
         )
-        self.stream = split_dataset_by_node(mixed, rank=rank, world_size=world_size)
+        # each process reads its own shards (of every source), some one more where they do not divide; only a
+        # source with fewer shards than processes makes each process read it all and keep one example in world_size
+        strategy = "shards" if mixed.num_shards >= world_size else "examples"
+        self.stream = split_dataset_by_node(mixed, rank=rank, world_size=world_size, strategy=strategy)
         self.rng = np.random.default_rng([seed, rank])
         self.buffer: list[np.ndarray] = []
         self.sampling_rate, self.n_samples = sampling_rate, int(duration * sampling_rate)
@@ -197,3 +203,51 @@ def validation_excerpts(
 def with_loudness(audio: np.ndarray, level: float, target_db: float) -> np.ndarray:
     """`audio` measured at `level` LUFS brought to `target_db`, lowered so that its peak stays at most 1 (float32)."""
     return apply_gain(audio, normalization_gain_db(level, float(np.abs(audio).max()), target_db))
+
+
+class Prefetcher:
+    """Batches `(size, 1, n_samples)` of `stream`, read `ahead` batches in advance by a thread (decoding, mostly
+    outside the GIL, overlaps training; the stream is the same object, so its order is the same). A new iterator
+    continues after the last batch taken; `state_dict()` is the stream's state there."""
+
+    def __init__(self, stream: ExcerptStream, size: int, ahead: int = 4):
+        self.stream, self.size, self.ahead = stream, size, ahead
+        self.state, self.stop, self.thread = None, threading.Event(), None
+
+    def __iter__(self):
+        if self.thread is not None:  # the previous iterator's reader, stopped before the stream is rewound
+            self.stop.set()
+            self.thread.join()
+        if self.state is not None:
+            self.stream.load_state_dict(self.state)
+        self.stop, batches = threading.Event(), queue.Queue(self.ahead)
+        self.thread = threading.Thread(target=self._read, args=(batches, self.stop), daemon=True)
+        self.thread.start()
+        while True:
+            item = batches.get()
+            if isinstance(item, Exception):
+                raise item
+            batch, self.state = item
+            yield batch
+
+    def _read(self, batches: queue.Queue, stop: threading.Event):
+        try:
+            excerpts = iter(self.stream)
+            while not stop.is_set():
+                batch = torch.stack([next(excerpts) for _ in range(self.size)])
+                batch = batch.pin_memory() if torch.cuda.is_available() else batch  # for a copy that does not wait
+                put(batches, (batch, self.stream.state_dict()), stop)
+        except Exception as error:  # raised where the batch is taken
+            put(batches, error, stop)
+
+    def state_dict(self) -> dict:
+        return self.state if self.state is not None else self.stream.state_dict()
+
+
+def put(into: queue.Queue, item, stop: threading.Event):
+    """`item` into `into` once there is room, unless `stop` is set first."""
+    while not stop.is_set():
+        try:
+            return into.put(item, timeout=0.1)
+        except queue.Full:
+            pass

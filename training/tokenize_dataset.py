@@ -29,6 +29,7 @@ import math
 import os
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 
 MANIFEST = ".rvqgan_tokenize.json"
@@ -78,9 +79,16 @@ def parse_args(argv=None):
         help="padded audio per forward pass (default: 120 on CUDA, 2 on CPU)",
     )
     parser.add_argument("--shard-size", type=int, default=1000, help="examples per Parquet shard")
+    parser.add_argument(
+        "--timeout-minutes",
+        type=float,
+        default=24 * 60,
+        help="how long processes wait for each other (the main process downloads the dataset alone; processes "
+        "finish their shards at different times)",
+    )
     args = parser.parse_args(argv)
-    if args.batch_size < 1 or args.shard_size < 1:
-        parser.error("--batch-size and --shard-size must be positive")
+    if args.batch_size < 1 or args.shard_size < 1 or not args.timeout_minutes > 0:
+        parser.error("--batch-size, --shard-size and --timeout-minutes must be positive")
     return args
 
 
@@ -167,7 +175,7 @@ def main(argv=None):
     from rvqgan.models import load_model, weights_digest
 
     # without CUDA, cpu=True makes a torchrun-style launch (`accelerate launch --multi_gpu`) a gloo process group
-    state = PartialState(cpu=not torch.cuda.is_available())
+    state = PartialState(cpu=not torch.cuda.is_available(), timeout=timedelta(minutes=args.timeout_minutes))
     rank, world = state.process_index, state.num_processes
     if not state.is_main_process:
         datasets.disable_progress_bars()

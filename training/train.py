@@ -6,7 +6,10 @@ Each step runs the generator once, then the discriminator step on the detached r
 (mel 15, feature matching 2, adversarial 1, commitment 0.25, codebook 1). The first `reconstruction_steps` steps (0 in
 the paper's recipe) train the generator alone on the mel, commitment and codebook losses, the discriminator not run.
 With `ema_decay`, validation and the exported folders use a moving average of the generator's weights (updated after
-every step, part of the checkpoint). On CPU, Snake's forward and backward are compiled kernels (`training.snake`).
+every step, on the training device, part of the checkpoint). Snake's forward and backward are compiled kernels where
+TorchInductor compiles them (`training.snake`). `batch_size` is global: split over processes as evenly as it goes (the
+first processes take one more where it does not divide), each process's losses weighted by its share, so that every
+item counts the same; the learning rate decays once per optimizer step, whatever the number of processes.
 Writes to `output_dir`: `checkpoints/step-N/` (resumable, see `training.checkpoint`), `logs/` (TensorBoard: losses, lr,
 gradient norms, codebook usage, validation audio and mel spectrograms), `metrics.jsonl` (the logged scalars), `best/`
 (the generator with the lowest validation mel distance) and at the end `model/` (the generator, a transformers folder
@@ -19,12 +22,13 @@ import json
 import math
 import shutil
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
 import torch
 from accelerate import Accelerator
-from accelerate.utils import gather_object, set_seed
+from accelerate.utils import InitProcessGroupKwargs, gather_object, set_seed
 from safetensors import SafetensorError
 from safetensors.torch import load_model
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
@@ -36,7 +40,7 @@ from modeling_rvqgan import RvqganConfig, RvqganModel, load_pretrained
 
 from .checkpoint import checkpoints, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .config import TrainConfig, load_config
-from .data import ExcerptStream, validation_excerpts
+from .data import ExcerptStream, Prefetcher, validation_excerpts
 from .discriminators import RvqganDiscriminator
 from .losses import MelSpectrogramLoss, MultiScaleSTFTLoss, discriminator_loss, generator_losses
 from .snake import use_fused_snake
@@ -54,13 +58,28 @@ def build_generator(config: TrainConfig) -> RvqganModel:
     return model
 
 
-def codebook_usage(codes: torch.Tensor, codebook_size: int) -> dict:
-    """Per codebook: the share of entries used and the entropy (bits) of the code histogram of `codes` (B, n_q, T)."""
+def process_batch_sizes(batch_size: int, processes: int, accumulation: int) -> list[int]:
+    """Each process's batch per accumulation step: `batch_size / accumulation` (global, per optimizer step) split over
+    `processes` as evenly as it goes, the first processes taking one more where it does not divide."""
+    if batch_size % accumulation:
+        raise ValueError(f"batch_size {batch_size} is not divisible by gradient_accumulation_steps {accumulation}")
+    per_step = batch_size // accumulation
+    if per_step < processes:
+        raise ValueError(f"batch_size {batch_size} leaves a process without items ({processes} x {accumulation})")
+    return [per_step // processes + (rank < per_step % processes) for rank in range(processes)]
+
+
+def code_counts(codes: torch.Tensor, codebook_size: int) -> torch.Tensor:
+    """(n_q, codebook_size) histograms of each codebook's codes in `codes` (B, n_q, T)."""
+    return torch.stack([torch.bincount(c.flatten(), minlength=codebook_size) for c in codes.unbind(1)]).double()
+
+
+def codebook_usage(counts: torch.Tensor) -> dict:
+    """Per codebook: the share of entries used and the entropy (bits) of its histogram in `counts` (n_q, size)."""
     stats = {}
-    for k in range(codes.shape[1]):
-        counts = torch.bincount(codes[:, k].flatten(), minlength=codebook_size).double()
-        p = counts[counts > 0] / counts.sum()
-        stats[f"codebooks/usage_{k}"] = (counts > 0).double().mean().item()
+    for k, row in enumerate(counts):
+        p = row[row > 0] / row.sum()
+        stats[f"codebooks/usage_{k}"] = (row > 0).double().mean().item()
         stats[f"codebooks/entropy_bits_{k}"] = float(-(p * p.log2()).sum())
     return stats
 
@@ -93,16 +112,16 @@ class Trainer:
             cpu=not torch.cuda.is_available(),  # a torchrun-style launch without GPUs: a gloo process group
             mixed_precision=config.mixed_precision,
             gradient_accumulation_steps=config.gradient_accumulation_steps,
+            step_scheduler_with_optimizer=False,  # else stepped once per process: `batch_size` is already global
+            kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(minutes=config.collective_timeout_minutes))],
             log_with="tensorboard",
             project_dir=str(self.output_dir),
         )
         acc = self.accelerator
-        per_step = acc.num_processes * config.gradient_accumulation_steps
-        if config.batch_size % per_step:
-            raise ValueError(
-                f"batch_size {config.batch_size} is not divisible by processes x accumulation steps "
-                f"({acc.num_processes} x {config.gradient_accumulation_steps})"
-            )
+        sizes = process_batch_sizes(config.batch_size, acc.num_processes, config.gradient_accumulation_steps)
+        # this process's losses weighted by its share of the step's items: DDP's mean over processes is then the mean
+        # over all items (1 where the batch divides evenly)
+        self.share = sizes[acc.process_index] * acc.num_processes / sum(sizes)
         set_seed(config.seed, device_specific=True)
 
         generator = build_generator(config)
@@ -115,10 +134,7 @@ class Trainer:
             except (RuntimeError, SafetensorError) as error:
                 message = str(error).strip().splitlines()[0]
                 raise ValueError(f"{trained}: does not fit config.discriminator ({message})") from None
-        if acc.device.type == "cpu":
-            use_fused_snake(generator)
-        if config.compile:
-            generator, discriminator = torch.compile(generator), torch.compile(discriminator)
+        use_fused_snake(generator)
         opt_g = torch.optim.AdamW(generator.parameters(), lr=config.learning_rate, betas=config.betas, foreach=True)
         opt_d = torch.optim.AdamW(discriminator.parameters(), lr=config.learning_rate, betas=config.betas, foreach=True)
         sched_g = torch.optim.lr_scheduler.ExponentialLR(opt_g, config.lr_gamma)
@@ -147,21 +163,19 @@ class Trainer:
         )
         # `best` is the lowest validation mel distance on these clips: another validation set starts it afresh
         self.validation_digest = hashlib.sha256(b"".join(clip.tobytes() for clip in self.validation)).hexdigest()
-        self.ema = (
-            AveragedModel(generator, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)
-            if config.ema_decay
-            else None
-        )
+        self.ema = None
+        if config.ema_decay:
+            self.ema = AveragedModel(generator, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)
+            self.ema.module.to(acc.device)  # its counter, tested on the host by every update, stays there
         self.step, self.best, self.skipped = 0, math.inf, {"generator": 0, "discriminator": 0}
         if resume and checkpoints(self.output_dir / "checkpoints"):
             self._resume(generator, discriminator, (opt_g, opt_d, sched_g, sched_d))
+        if config.compile:  # after loading: checkpoints hold the plain modules' names
+            generator, discriminator = torch.compile(generator), torch.compile(discriminator)
         (self.generator, self.discriminator, self.opt_g, self.opt_d, self.sched_g, self.sched_d) = acc.prepare(
             generator, discriminator, opt_g, opt_d, sched_g, sched_d
         )
-        # its own generator: starting to iterate draws a seed, which must not move the global RNG (exact resume)
-        self.loader = torch.utils.data.DataLoader(
-            self.data, batch_size=config.batch_size // per_step, generator=torch.Generator().manual_seed(config.seed)
-        )
+        self.loader = Prefetcher(self.data, sizes[acc.process_index])
         self.mel_loss = MelSpectrogramLoss(self.model_config.sampling_rate).to(acc.device)
         self.stft_loss = MultiScaleSTFTLoss().to(acc.device)
         acc.init_trackers(
@@ -199,7 +213,7 @@ class Trainer:
 
     def save_checkpoint(self):
         acc = self.accelerator
-        processes = gather_object([{"data": self.data.state_dict(), "rng": rng_state()}])
+        processes = gather_object([{"data": self.loader.state_dict(), "rng": rng_state()}])
         if acc.is_main_process:
             state = {
                 "best": self.best,
@@ -210,8 +224,8 @@ class Trainer:
             for key in ("opt_g", "opt_d", "sched_g", "sched_d"):
                 state[key] = getattr(self, key).state_dict()
             modules = {
-                "generator": acc.unwrap_model(self.generator),
-                "discriminator": acc.unwrap_model(self.discriminator),
+                "generator": acc.unwrap_model(self.generator, keep_torch_compile=False),
+                "discriminator": acc.unwrap_model(self.discriminator, keep_torch_compile=False),
             }
             if self.ema is not None:
                 modules["ema"] = self.ema
@@ -220,7 +234,9 @@ class Trainer:
 
     def evaluated_generator(self) -> RvqganModel:
         """The generator that validation scores and exports: the weights' moving average with `ema_decay`."""
-        return self.ema.module if self.ema is not None else self.accelerator.unwrap_model(self.generator)
+        if self.ema is not None:
+            return self.ema.module
+        return self.accelerator.unwrap_model(self.generator, keep_torch_compile=False)
 
     def export_generator(self, directory: Path):
         """The generator as a transformers folder (plain weights) with its feature extractor, written atomically."""
@@ -238,11 +254,12 @@ class Trainer:
 
     def train_step(self, audio: torch.Tensor, log: bool = True) -> dict:
         """One D step then one G step on `audio` (B, 1, T), as DAC's `train_loop` (the G step alone during the first
-        `reconstruction_steps`); returns the losses, and with `log` also what is only logged (STFT and waveform
-        losses, gradient norms, codebook usage).
+        `reconstruction_steps`); returns the losses (this process's, as tensors: no wait for the device), and with
+        `log` the losses averaged over all processes' items as floats, with what is only logged (STFT and waveform
+        losses, gradient norms, codebook usage over all processes).
 
         Backward always runs (DDP needs it on every process); an optimizer steps only when its loss and gradient norm
-        are finite on every process, otherwise its update is skipped and counted in `skipped/*`."""
+        are finite on every process, otherwise its update is skipped on all and counted in `skipped/*`."""
         acc, lambdas = self.accelerator, self.config.lambdas
         adversarial = self.step >= self.config.reconstruction_steps
         out = self.generator(audio)
@@ -251,7 +268,7 @@ class Trainer:
         if adversarial:
             fmaps = self.discriminator(torch.cat([recons.detach(), audio]))  # one pass over both: fewer, larger convs
             d_loss = discriminator_loss(*split_fmaps(fmaps, len(audio)))
-            acc.backward(d_loss)
+            acc.backward(d_loss * self.share)
             d_norm = self._step(self.opt_d, self.sched_d, self.discriminator, self.config.clip_discriminator, d_loss)
 
         losses = {"mel": self.mel_loss(recons, audio), "commitment": out.commitment_loss, "codebook": out.codebook_loss}
@@ -261,40 +278,51 @@ class Trainer:
                 real_fmaps = discriminator(audio)
             losses["adversarial"], losses["feature"] = generator_losses(discriminator(recons), real_fmaps)
         g_loss = sum(lambdas[k] * v for k, v in losses.items())
-        acc.backward(g_loss, inputs=list(self.generator.parameters()))
+        acc.backward(g_loss * self.share, inputs=list(self.generator.parameters()))
         g_norm = self._step(self.opt_g, self.sched_g, self.generator, self.config.clip_generator, g_loss)
 
-        logs = {f"loss/{k}": v.item() for k, v in losses.items()}
-        logs["loss/generator"] = g_loss.item()
+        losses = {f"loss/{k}": v.detach() for k, v in losses.items()}
+        losses["loss/generator"] = g_loss.detach()
         if adversarial:
-            logs["loss/discriminator"] = d_loss.item()
+            losses["loss/discriminator"] = d_loss.detach()
         if not log:
-            return logs
+            return losses
         with torch.no_grad():
-            logs["loss/stft"] = self.stft_loss(recons, audio).item()
-            logs["loss/waveform"] = torch.nn.functional.l1_loss(recons, audio).item()
+            losses["loss/stft"] = self.stft_loss(recons, audio)
+            losses["loss/waveform"] = torch.nn.functional.l1_loss(recons, audio)
+        means = acc.reduce(torch.stack([v.float() for v in losses.values()]) * self.share, "mean")
+        logs = dict(zip(losses, means.tolist()))
         logs["lr"] = self.sched_g.get_last_lr()[0]
-        if g_norm is not None:
+        if g_norm is not None:  # the same on every process: the gradients are all-reduced
             logs["grad_norm/generator"] = g_norm.item()
         if adversarial and d_norm is not None:
             logs["grad_norm/discriminator"] = d_norm.item()
-        logs.update(codebook_usage(out.audio_codes, self.model_config.codebook_size))
+        counts = acc.reduce(code_counts(out.audio_codes, self.model_config.codebook_size), "sum")
+        logs.update(codebook_usage(counts))
         return logs
 
     def _step(self, optimizer, scheduler, model, max_norm: float, loss: torch.Tensor) -> torch.Tensor | None:
-        """Clip, then step `optimizer` and `scheduler` if `loss` and the gradient norm are finite everywhere; at the
-        end of an accumulation cycle only. Returns the gradient norm (None inside a cycle)."""
-        if not self.accelerator.sync_gradients:
+        """Clip, then step `optimizer` and `scheduler` if `loss` and the gradient norm are finite on every process; at
+        the end of an accumulation cycle only. Returns the gradient norm (None inside a cycle).
+
+        With fp16's loss scaling, only this optimizer's gradients are unscaled, and a skipped step still updates the
+        scaler, which lowers the scale after an overflow (a step taken updates it in `optimizer.step()`)."""
+        acc = self.accelerator
+        if not acc.sync_gradients:
             return None
-        norm = self.accelerator.clip_grad_norm_(model.parameters(), max_norm)
-        finite = torch.tensor([float(torch.isfinite(loss).all() and torch.isfinite(norm).all())], device=norm.device)
-        if self.accelerator.reduce(finite, "min").item():
-            optimizer.step()
-            scheduler.step()
-        else:
+        if acc.scaler is not None:
+            acc.scaler.unscale_(optimizer.optimizer)
+        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+        bad = (~(torch.isfinite(loss).all() & torch.isfinite(norm))).float()
+        if acc.reduce(bad, "max").item():  # the one wait for the device of each optimizer step: whether to take it
             name = "generator" if optimizer is self.opt_g else "discriminator"
             self.skipped[name] += 1
-            self.accelerator.print(f"step {self.step + 1}: non-finite {name} loss or gradient, update skipped")
+            acc.print(f"step {self.step + 1}: non-finite {name} loss or gradient, update skipped")
+            if acc.scaler is not None:
+                acc.scaler.update()
+        else:
+            optimizer.step()
+            scheduler.step()
         optimizer.zero_grad()
         return norm
 
@@ -351,11 +379,12 @@ class Trainer:
         progress = tqdm(total=config.num_steps, initial=self.step, disable=not acc.is_main_process, desc="training")
         while self.step < config.num_steps:
             with acc.accumulate(self.generator, self.discriminator):
-                logs = self.train_step(next(batches).to(acc.device), log=(self.step + 1) % config.log_every == 0)
+                audio = next(batches).to(acc.device, non_blocking=True)
+                logs = self.train_step(audio, log=(self.step + 1) % config.log_every == 0)
             if not acc.sync_gradients:
                 continue
             if self.ema is not None:
-                self.ema.update_parameters(acc.unwrap_model(self.generator))
+                self.ema.update_parameters(acc.unwrap_model(self.generator, keep_torch_compile=False))
             self.step += 1
             progress.update()
             if self.step % config.log_every == 0:
@@ -374,7 +403,8 @@ class Trainer:
         progress.close()
         if acc.is_main_process:
             self.export_generator(self.output_dir / "model")
-            acc.unwrap_model(self.discriminator).save_pretrained(self.output_dir / "discriminator")
+            discriminator = acc.unwrap_model(self.discriminator, keep_torch_compile=False)
+            discriminator.save_pretrained(self.output_dir / "discriminator")
         acc.end_training()
 
 
