@@ -1,14 +1,24 @@
-"""A small real evaluation set for `benchmarks.quality`, from licensed audio installed on this machine.
+"""Two small real evaluation sets for `benchmarks.quality`, from licensed audio installed on this machine.
 
-    python -m evaluation.make_eval_set --out eval_set/ [--seconds 5]
+    python -m evaluation.make_eval_set --out eval_set/ [--set held-out | unseen] [--seconds 5]
 
+`held-out` (the default, 10 clips), recordings of packages that also feed the training data, held out of it:
 - `music/`: loops and instrument clips from Debian's `sonic-pi-samples` (/usr/share/sonic-pi/samples, CC0 1.0).
 - `general/`: ambience and sound-effect clips from the same package (CC0 1.0).
 - `speech/`: the spoken channel announcements of `alsa-utils` (/usr/share/sounds/alsa, GPL-2.0-or-later).
 
+`unseen` (14 clips), only from packages that no training source reads (`EVALUATION_ONLY`, which
+`training.make_default_data` refuses):
+- `music/`: a violin, a cello and a bassoon (`tuxpaint-stamps-default`), a flute and harpsichord piece (`warmux-data`)
+  and a piano ringtone (`lomiri-sounds`);
+- `speech/`: stamp descriptions read by five speakers in French, Spanish, Romanian, Danish and Belarusian
+  (`tuxpaint-stamps-default`);
+- `general/`: a fire engine and a blackbird (`tuxpaint-stamps-default`), an aircraft and a burning fuse (`warmux-data`).
+
 Each clip is cut to `--seconds` from its start (after leading silence), mixed to mono and written as 16-bit FLAC at its
-own rate, with `LICENSES.md` naming every source. The set is generated, not committed (scripts/system-packages.sh
-installs the packages).
+own rate (the unseen set's are all 44.1 kHz), with `LICENSES.md` naming every source. The sets are generated,
+not committed: `scripts/system-packages.sh` installs the held-out set's packages, and
+`scripts/system-packages.sh tuxpaint-stamps-default warmux-data lomiri-sounds` the unseen set's.
 """
 
 import argparse
@@ -19,16 +29,49 @@ import soundfile as sf
 
 SONIC_PI = Path("/usr/share/sonic-pi/samples")
 ALSA = Path("/usr/share/sounds/alsa")
+TUXPAINT = Path("/usr/share/tuxpaint/stamps")
+WARMUX = Path("/usr/share/games/warmux")
+LOMIRI = Path("/usr/share/sounds/lomiri")
+EVALUATION_ONLY = {TUXPAINT: "tuxpaint-stamps-default", WARMUX: "warmux-data", LOMIRI: "lomiri-sounds"}
 CLIPS = {
     "music": [SONIC_PI / name for name in ("loop_amen.flac", "loop_tabla.flac", "guit_em9.flac", "loop_garzul.flac")],
     "general": [SONIC_PI / name for name in ("ambi_choir.flac", "ambi_lunar_land.flac", "vinyl_hiss.flac")],
     "speech": [ALSA / name for name in ("Front_Center.wav", "Rear_Left.wav", "Side_Right.wav")],
 }
+UNSEEN = {
+    "music": [
+        TUXPAINT / "hobbies/music/string/violin.ogg",
+        TUXPAINT / "hobbies/music/string/cello.ogg",
+        TUXPAINT / "hobbies/music/wind/bassoon.ogg",
+        WARMUX / "music/menu/Divertissement_pour_flute.ogg",
+        LOMIRI / "ringtones/Melody piano.ogg",
+    ],
+    "speech": [
+        TUXPAINT / "symbols/chess/w_4_knight_desc_fr.ogg",
+        TUXPAINT / "symbols/chess/w_4_knight_desc_es.ogg",
+        TUXPAINT / "seasonal/hanukkah/menorah_desc_ro.ogg",
+        TUXPAINT / "space/planets/6_saturn_desc_da.ogg",
+        TUXPAINT / "symbols/chess/w_2_queen_desc_be.ogg",
+    ],
+    "general": [
+        TUXPAINT / "vehicles/emergency/firetruck.ogg",
+        TUXPAINT / "animals/birds/blackbird.ogg",
+        WARMUX / "sound/default/weapons/aircraft_flying.ogg",
+        WARMUX / "sound/default/weapons/dynamite_fuze.ogg",
+    ],
+}
+SETS = {"held-out": CLIPS, "unseen": UNSEEN}
 LICENSES = {
     SONIC_PI: "Debian package `sonic-pi-samples` (Sonic Pi's sample pack), CC0 1.0 Universal "
     "(see /usr/share/doc/sonic-pi-samples/copyright)",
     ALSA: "Debian package `alsa-utils` (speaker-test's channel announcements), GPL-2.0-or-later "
     "(see /usr/share/doc/alsa-utils/copyright)",
+    TUXPAINT: "Debian package `tuxpaint-stamps-default` (Tux Paint's stamps: their sounds and spoken descriptions), "
+    "GPL-2.0-or-later, © 2002-2022 Bill Kendrick (see /usr/share/doc/tuxpaint-stamps-default/copyright)",
+    WARMUX: "Debian package `warmux-data` (the WarMUX game's music and sounds), GPL-2.0-or-later, © 2001-2011 the "
+    "WarMUX team and contributors (see /usr/share/doc/warmux-data/copyright and /usr/share/games/warmux/authors.xml)",
+    LOMIRI: "Debian package `lomiri-sounds` (`ringtones/Melody piano.ogg`: CC-BY-SA-3.0, © 2013 Canonical Ltd.; see "
+    "/usr/share/doc/lomiri-sounds/copyright)",
 }
 
 
@@ -55,15 +98,17 @@ def build(out: Path, seconds: float = 5.0, categories=CLIPS) -> list[Path]:
             written.append(target)
             sources.append((target.relative_to(out), path, rate, len(clip) / rate))
     if missing:
-        raise SystemExit("missing (run scripts/system-packages.sh): " + ", ".join(map(str, missing)))
+        packages = sorted({package for root, package in EVALUATION_ONLY.items() for p in missing if root in p.parents})
+        command = " ".join(["scripts/system-packages.sh", *packages])
+        raise SystemExit(f"missing (run {command}): " + ", ".join(map(str, missing)))
     lines = [
         "# Licences of this evaluation set",
         "",
         "Generated by `python -m evaluation.make_eval_set`; every clip is a mono excerpt of the file named.",
         "",
     ]
-    for root, text in LICENSES.items():
-        lines.append(f"- `{root}`: {text}")
+    used = {root for root in LICENSES for _, path, _, _ in sources if root in path.parents}
+    lines += [f"- `{root}`: {text}" for root, text in LICENSES.items() if root in used]
     lines += ["", "| clip | source | rate | seconds |", "|---|---|---:|---:|"]
     lines += [f"| {clip} | {source} | {rate} | {length:.2f} |" for clip, source, rate, length in sources]
     (out / "LICENSES.md").write_text("\n".join(lines) + "\n")
@@ -73,9 +118,10 @@ def build(out: Path, seconds: float = 5.0, categories=CLIPS) -> list[Path]:
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--set", choices=SETS, default="held-out", help="which set (default held-out)")
     parser.add_argument("--seconds", type=float, default=5.0, help="length of each clip (default 5)")
     args = parser.parse_args(argv)
-    for path in build(args.out, args.seconds):
+    for path in build(args.out, args.seconds, SETS[args.set]):
         print(path)
     print(args.out / "LICENSES.md")
 

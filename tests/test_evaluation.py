@@ -298,3 +298,23 @@ def test_evaluate_modules_give_the_mean_of_the_plain_functions(name):
     result = metric.compute(predictions=predictions, references=references, sampling_rate=16000)
     expected = np.mean([METRICS[name][0](r, p, 16000) for r, p in zip(references, predictions)])
     assert result == {name: pytest.approx(expected, rel=1e-6)}
+
+
+def test_unseen_set_reads_only_evaluation_only_packages_that_training_never_reads():
+    from evaluation.make_eval_set import EVALUATION_ONLY, UNSEEN
+    from training.make_default_data import ROOTS
+
+    clips = [path for paths in UNSEEN.values() for path in paths]
+    assert len(clips) >= 12 and set(UNSEEN) == {"music", "speech", "general"}
+    assert all(any(root in path.parents for root in EVALUATION_ONLY) for path in clips)
+    assert not [source for source in ROOTS.values() for root in EVALUATION_ONLY if root in (source, *source.parents)]
+
+
+def test_make_default_data_refuses_an_evaluation_only_source(monkeypatch):
+    from evaluation.make_eval_set import UNSEEN
+    from training import make_default_data
+
+    clip = UNSEEN["music"][0]
+    monkeypatch.setattr(make_default_data, "candidates", lambda: {"music": [("tuxpaint", clip)]})
+    with pytest.raises(SystemExit, match=f"training source tuxpaint reads {clip}: `tuxpaint-stamps-default` is for"):
+        make_default_data.sources()

@@ -18,7 +18,8 @@ stream, which draws one excerpt per file per pass, samples each category roughly
 equal weights in `training/configs/default.yaml`, as in the paper. Short files are kept (the stream zero-pads them),
 segments peaking below -60 dBFS are dropped and each recording is kept once (by content). The held-out evaluation set of
 `evaluation.make_eval_set` is excluded: its files, any byte-identical copy and the freedesktop channel announcements
-(re-encodings of the ALSA ones). Rebuilding into the same folder gives the same files.
+(re-encodings of the ALSA ones); a source inside a package of its unseen set (`EVALUATION_ONLY`) is refused. Rebuilding
+into the same folder gives the same files.
 """
 
 import argparse
@@ -35,7 +36,7 @@ import numpy as np
 import soundfile as sf
 from tqdm.auto import tqdm
 
-from evaluation.make_eval_set import ALSA, CLIPS, SONIC_PI
+from evaluation.make_eval_set import ALSA, CLIPS, EVALUATION_ONLY, SONIC_PI
 
 SEGMENT_SECONDS = 10.0
 SELECTION = 5  # recordings per category held out for checkpoint selection
@@ -157,11 +158,21 @@ def candidates() -> dict[str, list[tuple[str, Path]]]:
     }
 
 
+def refuse_evaluation_only(files: dict[str, list[tuple[str, Path]]]):
+    """Exit with a one-line error if a source file lies in a package kept for evaluation (`EVALUATION_ONLY`)."""
+    for key, path in (item for items in files.values() for item in items):
+        for root, package in EVALUATION_ONLY.items():
+            if root in path.parents:
+                raise SystemExit(f"training source {key} reads {path}: `{package}` is for evaluation only")
+
+
 def sources() -> dict[str, list[tuple[str, Path]]]:
     """`candidates()` with each recording once, and none with the bytes of an evaluation file."""
+    listed = candidates()
+    refuse_evaluation_only(listed)
     seen = {hashlib.sha1(raw(path)).digest() for paths in CLIPS.values() for path in paths if path.exists()}
     kept = {}
-    for category, files in candidates().items():
+    for category, files in listed.items():
         kept[category] = []
         for key, path in files:
             digest = hashlib.sha1(raw(path)).digest()
