@@ -16,14 +16,19 @@ scripts/setup.sh train
 mkdir -p "$home/data"
 ln -sfn "$home/data" data   # the config's data/default/... paths (data/ is git-ignored)
 [ -d data/default/selection ] || .venv/bin/python -m training.make_default_data --out data/default
-# a new machine, without the run: continue from the weights shipped in the package (fresh optimizer state)
-init=()
-if ! ls -d "$home/runs/default/checkpoints/step-"* >/dev/null 2>&1 && [ -f rvqgan/default_model/model.safetensors ]; then
-  init=(init_from=rvqgan/default_model)
+# a new machine, without the run: continue from the weights shipped in the package (fresh optimizer state), with
+# the GAN recipe from the first step (the shipped weights are past the reconstruction-only warm-up); the run keeps
+# these settings in continued.args for its later resumes
+run="$home/runs/default"
+if ! ls -d "$run/checkpoints/step-"* >/dev/null 2>&1 && [ -f rvqgan/default_model/model.safetensors ]; then
+  mkdir -p "$run"
+  echo "init_from=rvqgan/default_model reconstruction_steps=0" > "$run/continued.args"
 fi
+init=()
+[ -f "$run/continued.args" ] && read -ra init < "$run/continued.args"
 mode=(--cpu)
 [ "$processes" -gt 1 ] && mode=(--multi_gpu)
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-$(( $(nproc) / processes ))}"
 exec .venv/bin/python -m accelerate.commands.launch "${mode[@]}" --num_processes "$processes" --num_machines 1 \
     --mixed_precision no --dynamo_backend no -m training.train --config training/configs/default.yaml --resume \
-    "output_dir=$home/runs/default" "${init[@]}" "$@"
+    "output_dir=$run" "${init[@]}" "$@"
