@@ -1,7 +1,8 @@
 """The training recipe across processes: real `accelerate launch` runs over gloo with 2 processes (the learning-rate
 schedule, a batch that does not divide, a non-finite step on one rank, fp16's loss scaling, losses and codebook
 statistics over ranks, the collective timeout), and what a GPU run relies on without needing processes (the moving
-average on the training device, resume with `compile` toggled, validation splits, sharding, the fp32 code search).
+average on the training device, resume with `compile` toggled, validation splits, sharding, batches read ahead, the
+fp32 code search).
 
 Run as a script (`accelerate launch tests/test_distributed_training.py SCENARIO OUT_DIR`), this file is the worker of
 the launched tests."""
@@ -313,6 +314,27 @@ def test_each_rank_streams_only_its_shards(tmp_path):
     shards = [{path.split("-")[0] for path in paths} for paths in seen]
     assert not shards[0] & shards[1], shards  # no shard read by both
     assert shards[0] | shards[1] == {f"{s}{k}" for s in "ab" for k in range(3)}
+
+
+def test_batches_read_ahead_resume_exactly():
+    """Read ahead by a thread (training on a GPU), batches come in the order read in the step; the state of the last
+    batch taken resumes exactly, and so does a new iterator."""
+    from training.data import ExcerptStream, Prefetcher, Source
+
+    def stream():
+        return ExcerptStream([Source(str(ROOT / "examples" / "audio"))], 16000, 0.1, seed=1, shuffle_buffer=4)
+
+    in_step = iter(Prefetcher(stream(), 3, ahead=0))
+    expected = [next(in_step) for _ in range(8)]  # 24 excerpts of 3 files: epochs
+    ahead = Prefetcher(stream(), 3, ahead=2)
+    batches = iter(ahead)
+    taken = [next(batches) for _ in range(4)]
+    resumed = stream()
+    resumed.load_state_dict(ahead.state_dict())
+    taken += [batch for _, batch in zip(range(4), Prefetcher(resumed, 3, ahead=2))]
+    assert all(torch.equal(a, b) for a, b in zip(taken, expected))
+    again = [batch for _, batch in zip(range(4), ahead)]
+    assert all(torch.equal(a, b) for a, b in zip(again, expected[4:]))
 
 
 def test_code_search_is_fp32_under_autocast():

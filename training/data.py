@@ -7,8 +7,8 @@ excerpt is read by seeking (soundfile reads only those samples), made mono, resa
 normalised to -16 LUFS (BS.1770, the excerpt zero-padded to 0.5 s for the measurement as audiotools does, floored at
 -70), scaled down to a peak of at most 1 and given a random constant phase shift. Near-silent excerpts (below -40 LUFS)
 are redrawn up to 8 times, then the file is skipped. The stream is endless (epochs) and resumable: `state_dict()` holds
-the dataset position and the excerpt RNG. `Prefetcher` reads batches ahead in a thread, each with the state after it, so
-that resuming stays exact.
+the dataset position and the excerpt RNG. `Prefetcher` batches it, read ahead in a thread (each batch with the state
+after it, so that resuming stays exact) or in the step.
 """
 
 import queue
@@ -207,14 +207,19 @@ def with_loudness(audio: np.ndarray, level: float, target_db: float) -> np.ndarr
 
 class Prefetcher:
     """Batches `(size, 1, n_samples)` of `stream`, read `ahead` batches in advance by a thread (decoding, mostly
-    outside the GIL, overlaps training; the stream is the same object, so its order is the same). A new iterator
-    continues after the last batch taken; `state_dict()` is the stream's state there."""
+    outside the GIL, overlaps the device's work; the stream is the same object, so its order is the same), or in the
+    caller's thread with `ahead=0`. A new iterator continues after the last batch taken; `state_dict()` is the stream's
+    state there."""
 
-    def __init__(self, stream: ExcerptStream, size: int, ahead: int = 4):
+    def __init__(self, stream: ExcerptStream, size: int, ahead: int):
         self.stream, self.size, self.ahead = stream, size, ahead
         self.state, self.stop, self.thread = None, threading.Event(), None
 
     def __iter__(self):
+        if not self.ahead:
+            excerpts = iter(self.stream)
+            while True:
+                yield torch.stack([next(excerpts) for _ in range(self.size)])
         if self.thread is not None:  # the previous iterator's reader, stopped before the stream is rewound
             self.stop.set()
             self.thread.join()

@@ -175,7 +175,9 @@ class Trainer:
         (self.generator, self.discriminator, self.opt_g, self.opt_d, self.sched_g, self.sched_d) = acc.prepare(
             generator, discriminator, opt_g, opt_d, sched_g, sched_d
         )
-        self.loader = Prefetcher(self.data, sizes[acc.process_index])
+        # read ahead while the device computes; on CPU the step's threads use every core, and reading in the step
+        # was faster (BENCHMARKS.md)
+        self.loader = Prefetcher(self.data, sizes[acc.process_index], ahead=0 if acc.device.type == "cpu" else 4)
         self.mel_loss = MelSpectrogramLoss(self.model_config.sampling_rate).to(acc.device)
         self.stft_loss = MultiScaleSTFTLoss().to(acc.device)
         acc.init_trackers(
