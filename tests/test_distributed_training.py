@@ -337,6 +337,25 @@ def test_batches_read_ahead_resume_exactly():
     assert all(torch.equal(a, b) for a, b in zip(again, expected[4:]))
 
 
+def test_resume_at_the_end_of_an_epoch():
+    """A state taken after the last file of an epoch resumes into the next epoch (it raised "A whole pass over the
+    training data gave no excerpt": the resumed pass had nothing left)."""
+    from training.data import ExcerptStream, Source
+
+    def stream():
+        return ExcerptStream([Source(str(ROOT / "examples" / "audio"))], 16000, 0.1, seed=1, shuffle_buffer=0)
+
+    uninterrupted = iter(stream())
+    expected = [next(uninterrupted) for _ in range(5)]
+    first = stream()
+    excerpts = iter(first)
+    taken = [next(excerpts) for _ in range(3)]  # one excerpt of each of the 3 files: the epoch's last taken
+    resumed = stream()
+    resumed.load_state_dict(first.state_dict())
+    taken += [excerpt for _, excerpt in zip(range(2), resumed)]
+    assert all(torch.equal(a, b) for a, b in zip(taken, expected))
+
+
 def test_code_search_is_fp32_under_autocast():
     from modeling_rvqgan.quantizer_rvqgan import RvqganVectorQuantize
 

@@ -123,6 +123,7 @@ class ExcerptStream(torch.utils.data.IterableDataset):
         self.sampling_rate, self.n_samples = sampling_rate, int(duration * sampling_rate)
         self.loudness_db, self.loudness_cutoff_db = loudness_db, loudness_cutoff_db
         self.shuffle_buffer, self.tries = shuffle_buffer, tries
+        self.loaded = False  # from `load_state_dict`: the first pass may start at the end of its epoch
 
     def __iter__(self):
         excerpts = self._excerpts()
@@ -133,6 +134,7 @@ class ExcerptStream(torch.utils.data.IterableDataset):
 
     def _excerpts(self):
         """New excerpts in stream order, epoch after epoch."""
+        whole = not self.loaded
         while True:
             produced = False
             for example in self.stream:
@@ -140,8 +142,9 @@ class ExcerptStream(torch.utils.data.IterableDataset):
                 if excerpt is not None:
                     produced = True
                     yield excerpt
-            if not produced:
+            if whole and not produced:
                 raise RuntimeError("A whole pass over the training data gave no excerpt above the loudness cutoff")
+            whole = True
             self.stream.set_epoch(self.stream.epoch + 1)
 
     def excerpt(self, cell) -> np.ndarray | None:
@@ -170,6 +173,7 @@ class ExcerptStream(torch.utils.data.IterableDataset):
         self.stream.set_epoch(state["stream"]["epoch"])
         self.rng.bit_generator.state = state["rng"]
         self.buffer = list(state["buffer"].numpy())
+        self.loaded = True
 
 
 def validation_excerpts(
