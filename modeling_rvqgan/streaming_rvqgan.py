@@ -27,6 +27,13 @@ def span(steps: list, low: int, high: int) -> tuple[int, int]:
     return low, high
 
 
+def appended(inputs: torch.Tensor | None, hidden_states: torch.Tensor | None) -> torch.Tensor | None:
+    """(B, n, C) `inputs` followed by (B, n', C) `hidden_states`, either of them None or empty."""
+    if inputs is None or inputs.shape[1] == 0:
+        return hidden_states if hidden_states is not None else inputs
+    return inputs if hidden_states is None else torch.cat([inputs, hidden_states], 1)
+
+
 class CachedStep:
     """A tiled `Conv` / `ConvTranspose` of `inference_rvqgan` on a stream, keeping the inputs its next outputs read."""
 
@@ -36,8 +43,7 @@ class CachedStep:
     def push(self, hidden_states: torch.Tensor | None, end: bool = False) -> torch.Tensor | None:
         """New inputs (B, n, C) or None -> the outputs (B, n', C') they complete, or None. With `end` the input ends
         here: every remaining output is computed, the input zero-padded as the offline pass pads it."""
-        if hidden_states is not None:
-            self.inputs = hidden_states if self.inputs is None else torch.cat([self.inputs, hidden_states], 1)
+        self.inputs = appended(self.inputs, hidden_states)
         if self.inputs is None:
             return None
         size = self.offset + self.inputs.shape[1]
@@ -71,8 +77,7 @@ class CachedResidual:
         self.steps, self.inputs = [cached(step) for step in residual.steps], None
 
     def push(self, hidden_states: torch.Tensor | None, end: bool = False) -> torch.Tensor | None:
-        if hidden_states is not None:
-            self.inputs = hidden_states if self.inputs is None else torch.cat([self.inputs, hidden_states], 1)
+        self.inputs = appended(self.inputs, hidden_states)
         branch = run(self.steps, hidden_states, end)
         if branch is None:
             return None
