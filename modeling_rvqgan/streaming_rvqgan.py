@@ -14,6 +14,7 @@ the stream's own, so streams may run at once, on any threads. Convolutions run i
 """
 
 import copy
+import functools
 
 import torch
 
@@ -132,6 +133,17 @@ class Cascade:
         return [rest[:, max(0, self.emitted - start) :]]
 
 
+def float32_inference(method):
+    """`method` of a stream under `torch.inference_mode`, without autocast."""
+
+    @functools.wraps(method)
+    def call(self, *args):
+        with torch.inference_mode(), torch.autocast(self.device.type, enabled=False):
+            return method(self, *args)
+
+    return call
+
+
 class Stream:
     """What both streams share: a one-line error once flushed."""
 
@@ -177,7 +189,7 @@ class RvqganStreamingEncoder(Stream):
             self.cascade = Cascade(model.encoder.steps, self.hop)
         self.batch, self.received = None, 0
 
-    @torch.inference_mode()
+    @float32_inference
     def push(self, samples: torch.Tensor) -> torch.LongTensor:
         """(B, n) or (n,) float audio at the model's rate -> the codes (B, n_q, frames) that became final."""
         self.check_open()
@@ -193,7 +205,7 @@ class RvqganStreamingEncoder(Stream):
         wanted = max(0, self.received - self.lookahead) // self.hop
         return self.codes(self.cascade.push(inputs, wanted, self.padding()))
 
-    @torch.inference_mode()
+    @float32_inference
     def flush(self) -> torch.LongTensor:
         """End the stream: the remaining codes (B, n_q, frames), the audio zero-padded as `encode` pads it."""
         self.close()
@@ -233,7 +245,7 @@ class RvqganStreamingDecoder(Stream):
             self.cascade = Cascade(model.decoder.steps, 1)
         self.shape, self.received = None, 0
 
-    @torch.inference_mode()
+    @float32_inference
     def push(self, codes: torch.Tensor) -> torch.Tensor:
         """Codes (B, n_q, frames) -> the audio (B, samples) that became final."""
         self.check_open()
@@ -252,7 +264,7 @@ class RvqganStreamingDecoder(Stream):
         wanted = max(0, self.received - self.lookahead) * self.hop
         return self.audio(self.cascade.push(inputs, wanted, None))
 
-    @torch.inference_mode()
+    @float32_inference
     def flush(self) -> torch.Tensor:
         """End the stream: the remaining audio (B, samples)."""
         self.close()

@@ -102,6 +102,17 @@ def test_default_model_streams_ten_seconds_exactly():
     assert_streams_exactly(model, audio[None])
 
 
+def test_streams_compute_in_float32_under_autocast():
+    model = tiny_model()
+    codes, decoded = offline(model, signal(1, 5000, 16000))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        encoder, decoder = model.streaming_encoder(), model.streaming_decoder()
+        streamed = torch.cat([encoder.push(signal(1, 5000, 16000)), encoder.flush()], -1)
+        audio = torch.cat([decoder.push(codes), decoder.flush()], -1)
+    assert torch.equal(streamed, codes)
+    assert audio.dtype == torch.float32 and (audio - decoded).abs().max() <= 1e-5
+
+
 def pushes(values: torch.Tensor, largest: int, seed: int) -> list[torch.Tensor]:
     """`values` cut along the last axis into chunks of `chunk_sizes`."""
     return list(values.split(chunk_sizes(values.shape[-1], largest, seed), -1))
