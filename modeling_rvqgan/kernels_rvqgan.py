@@ -1,6 +1,8 @@
-"""Kernels that plug into the tiled passes' steps (`inference_rvqgan`): the Snake activation with one temporary, or
-compiled into one TorchInductor kernel, and convolutions as products of DFT spectra. Each equals the arithmetic of
-`layers_rvqgan` up to float rounding (`tests/test_fast_inference.py`)."""
+"""Kernels that plug into the tiled passes' steps (`inference_rvqgan`) and the training step: the Snake activation with
+one temporary, or compiled into one TorchInductor kernel (`compiled`, also used by `training.snake`), and
+convolutions as products of DFT spectra. Each equals the arithmetic of `layers_rvqgan` up to float rounding
+(`tests/test_fast_inference.py`), and each checks that it does on a probe input when it is plugged in, falling back to
+the reference op where it does not."""
 
 import functools
 import itertools
@@ -26,26 +28,64 @@ def snake(hidden_states: torch.Tensor, alpha: torch.Tensor, inverse: torch.Tenso
     return out.sin_().pow_(2).mul_(inverse).add_(hidden_states).to(dtype)
 
 
+def as_tuple(tensors) -> tuple:
+    """A tensor as a 1-tuple, a sequence of tensors as a tuple."""
+    return (tensors,) if torch.is_tensor(tensors) else tuple(tensors)
+
+
+def agrees(got, expected) -> bool:
+    """Whether `got` equals `expected` (a tensor or a tuple of them) up to float rounding: same shapes, finite, within
+    1e-4 (or 8 steps of a coarser dtype's rounding) of each expected output's largest magnitude."""
+    got, expected = (
+        (got,) if torch.is_tensor(got) else tuple(got),
+        (expected,) if torch.is_tensor(expected) else expected,
+    )
+    for a, b in zip(got, expected, strict=True):
+        tolerance = max(1e-4, 8 * torch.finfo(b.dtype).eps) * max(1.0, b.abs().max().item() if b.numel() else 0.0)
+        if a.shape != b.shape or not (a.double() - b.double()).abs().le(tolerance).all():
+            return False
+    return True
+
+
+def compiled(function, example: tuple, probe: tuple, name: str):
+    """`function` as one TorchInductor kernel for inputs of `example`'s dtypes, devices and dimensions, at any sizes;
+    or `function` itself, with a warning, where compilation fails (no C++ compiler, say) or the kernel's results on
+    `probe` do not equal `function`'s up to float rounding (`agrees`): a miscompiled kernel never runs.
+
+    The one use of TorchInductor's private entry point. The graph is compiled directly, without torch.compile's guards,
+    which would recompile for every dtype, stride and dispatch key set and race when tiles call it from several
+    threads; on CPU, `cpp_wrapper` releases the GIL. The first call in a process compiles, for seconds (later ones
+    read inductor's disk cache)."""
+    try:
+        graph = make_fx(functionalize(function), tracing_mode="symbolic")(
+            *example
+        )  # symbolic sizes: one kernel for all
+        options = {"cpp_wrapper": True} if example[0].device.type == "cpu" else {}
+        kernel = torch._inductor.compile(graph, list(example), options=options)
+        right = agrees(kernel(*probe), function(*probe))
+    except Exception as error:
+        warnings.warn(f"{name} run unfused (slower): TorchInductor failed with {error!r}", stacklevel=2)
+        return function
+    if not right:
+        warnings.warn(f"{name} run unfused (slower): the compiled kernel's results are wrong on a probe", stacklevel=2)
+        return function
+    return kernel
+
+
 @functools.cache
 def fused_snake(device_type: str, input_dtype: torch.dtype, dtype: torch.dtype):
     """`snake` writing `dtype`, a function of (hidden_states, alpha, inverse), for contiguous `input_dtype` inputs of
-    any size. On CPU, compiled by TorchInductor into one pass over memory. Its results differ from the eager ops' by
-    float rounding (a different `sin`). The first call in a process compiles, for seconds (later ones read inductor's
-    disk cache): `inference_rvqgan.Conv` uses it under autocast only, where the bf16 convolutions leave the Snake a
-    larger share. Other devices, and a failed compilation (with a warning), get the eager ops.
-
-    The graph is compiled directly, without torch.compile's guards, which would recompile for every dtype, stride
-    and dispatch key set and race when tiles call it from several threads; `cpp_wrapper` releases the GIL."""
+    any size: on CPU, one compiled kernel (`compiled`), whose results differ from the eager ops' by float rounding (a
+    different `sin`). `inference_rvqgan.Conv` uses it under autocast only, where the bf16 convolutions leave the Snake
+    a larger share. Other devices, and a kernel that fails to compile or its check, get the eager ops."""
     eager = functools.partial(snake, dtype=dtype)
     if device_type != "cpu":
         return eager
+    generator = torch.Generator().manual_seed(0)
+    alpha = torch.rand(96, generator=generator) + 0.1
+    probe = (3 * torch.randn(67, 96, generator=generator)).to(input_dtype), alpha, 1 / alpha  # vectors and a tail
     example = torch.zeros(2, 3, dtype=input_dtype), torch.ones(3), torch.ones(3)
-    try:
-        graph = make_fx(functionalize(eager), tracing_mode="symbolic")(*example)  # symbolic sizes: one kernel for all
-        return torch._inductor.compile(graph, list(example), options={"cpp_wrapper": True})
-    except Exception as error:  # no C++ compiler, say
-        warnings.warn(f"Snake activations run unfused (slower): TorchInductor failed with {error!r}", stacklevel=2)
-        return eager
+    return compiled(eager, example, probe, "Snake activations")
 
 
 @functools.cache
@@ -66,12 +106,13 @@ _spectra = weakref.WeakKeyDictionary()  # convolution -> (its parameters' storag
 _spectra_lock, _uses = threading.Lock(), itertools.count()
 
 
-def weight_spectrum(conv: nn.Conv1d) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def weight_spectrum(conv: nn.Conv1d) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
     """The DFT over SPECTRAL_SIZE points of `conv`'s reversed (C', C, k) taps, as float32 (C, C') matrices per bin:
     real parts (bins, C, C'), imaginary parts of the bins but the first and last (bins - 2, C, C'), and the sum of
-    the two (Gauss's complex product: 3 real matrix products instead of 4). Computed once and kept until `conv`'s
-    parameters change (in place, or replaced), or until the spectra kept take more than SPECTRA_BYTES: 6.7x the
-    memory of its weight."""
+    the two (Gauss's complex product: 3 real matrix products instead of 4); or None, with a warning, where
+    `spectral_convolution` with them does not equal the direct convolution on a probe input (`agrees`). Computed once
+    and kept until `conv`'s parameters change (in place, or replaced), or until the spectra kept take more than
+    SPECTRA_BYTES: 6.7x the memory of its weight."""
     key = [(p.data_ptr(), None if p.is_inference() else p._version) for p in conv.parameters()]
     with _spectra_lock:
         if conv in _spectra and _spectra[conv][0] == key:
@@ -84,14 +125,21 @@ def weight_spectrum(conv: nn.Conv1d) -> tuple[torch.Tensor, torch.Tensor, torch.
     spectrum = spectrum.view(SPECTRAL_SIZE, *weight.shape[:2]).transpose(1, 2)
     real, imag = spectrum[:bins], spectrum[bins:]
     spectrum = real, imag, real[1:-1] + imag
+    (dilation,) = conv.dilation
+    probe_size = (1, (kernel - 1) * dilation + 2 * SPECTRAL_SIZE + 3, weight.shape[1])  # windows and a tail
+    probe = torch.randn(probe_size, generator=torch.Generator().manual_seed(0))
+    expected = F.conv1d(probe.transpose(1, 2), weight, dilation=dilation).transpose(1, 2)
+    if not agrees(spectral_convolution(probe, spectrum, kernel, dilation), expected):
+        warnings.warn("Convolutions run direct (slower): spectral products' results are wrong on a probe", stacklevel=2)
+        spectrum = None
     with _spectra_lock:
         _spectra[conv] = key, spectrum, next(_uses)
         kept = sorted(_spectra.items(), key=lambda item: item[1][2])  # least recently used first
-        total = sum(t.nbytes for _, (_, tensors, _) in kept for t in tensors)
+        total = sum(t.nbytes for _, (_, tensors, _) in kept for t in tensors or ())
         for old, (_, tensors, _) in kept[:-1]:
             if total <= SPECTRA_BYTES:
                 break
-            total -= sum(t.nbytes for t in tensors)
+            total -= sum(t.nbytes for t in tensors or ())
             del _spectra[old]
     return spectrum
 

@@ -1,6 +1,7 @@
 """The training step's fast pieces equal the plain ones: the fused Snake kernels, one discriminator pass over the fake
 and real batches together."""
 
+import functools
 from pathlib import Path
 
 import pytest
@@ -34,13 +35,17 @@ def test_fused_snake_equals_autograd_through_the_layer(shape):
         torch.testing.assert_close(got.double(), want, rtol=1e-4, atol=1e-4 * want.abs().max().item())
 
 
-def test_trainer_on_cpu_uses_the_fused_snake(tmp_path):
-    from modeling_rvqgan.layers_rvqgan import Snake1d
-    from training.snake import FusedSnake
+def test_trainer_uses_the_fused_snake_where_its_kernels_are_right(tmp_path):
+    """Fused where both compiled kernels passed their check; the eager `snake` where one failed it (as with
+    ATEN_CPU_CAPABILITY=avx2 on an AVX-512 machine), never a wrong kernel."""
+    from modeling_rvqgan.layers_rvqgan import Snake1d, snake
+    from training.snake import FusedSnake, kernels, snake_backward
 
     trainer = Trainer(load_config(TINY, [f"output_dir={tmp_path}", "data.validation=[]"]))
-    kernels = {m.kernel for m in trainer.generator.modules() if isinstance(m, Snake1d)}
-    assert kernels == {FusedSnake.apply}
+    forward, backward = kernels(torch.device("cpu"), torch.float32, torch.float32)
+    right = forward is not snake and backward is not snake_backward
+    in_use = {m.kernel for m in trainer.generator.modules() if isinstance(m, Snake1d)}
+    assert in_use == {FusedSnake.apply if right else snake}
 
 
 def test_one_discriminator_pass_over_fake_and_real_equals_two():
@@ -54,3 +59,32 @@ def test_one_discriminator_pass_over_fake_and_real_equals_two():
             for a, b in zip(maps_one, maps_two, strict=True):
                 torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(discriminator_loss(*one), discriminator_loss(*two))
+
+
+@pytest.fixture
+def miscompiling(monkeypatch):
+    """TorchInductor's compile replaced by one whose kernels are off by 1 % (the graph itself runs: no compilation),
+    with empty kernel caches of their own for the test."""
+    from training import snake
+
+    def wrong(graph, inputs, **options):
+        def kernel(*args):
+            out = graph(*args)
+            return out * 1.01 if torch.is_tensor(out) else type(out)(t * 1.01 for t in out)
+
+        return kernel
+
+    monkeypatch.setattr(snake, "kernels", functools.cache(snake.kernels.__wrapped__))
+    monkeypatch.setattr(torch._inductor, "compile", wrong)
+
+
+def test_a_wrong_training_kernel_falls_back_to_the_eager_snake(miscompiling):
+    from conftest import tiny_model
+
+    from modeling_rvqgan.layers_rvqgan import Snake1d, snake
+    from training.snake import use_fused_snake
+
+    model = tiny_model()
+    with pytest.warns(UserWarning, match="results are wrong on a probe"):
+        assert use_fused_snake(model) is False
+    assert {m.kernel for m in model.modules() if isinstance(m, Snake1d)} == {snake}

@@ -1,15 +1,17 @@
-"""Snake for training on CPU: its forward and its backward are each one TorchInductor kernel (`torch.compile`),
-instead of autograd through the five elementwise ops of `snake`, which store four intermediates for the backward.
+"""Snake for training: its forward and its backward are each one compiled TorchInductor kernel
+(`kernels_rvqgan.compiled`, checked on a probe input), instead of autograd through the five elementwise ops of `snake`,
+which store four intermediates for the backward.
 
 With y = x + sin^2(a x) / (a + eps):
     dy/dx = 1 + a sin(2 a x) / (a + eps)
     dy/da = x sin(2 a x) / (a + eps) - sin^2(a x) / (a + eps)^2
 """
 
-import warnings
+import functools
 
 import torch
 
+from modeling_rvqgan.kernels_rvqgan import compiled
 from modeling_rvqgan.layers_rvqgan import Snake1d, inverse_alpha, snake
 
 
@@ -23,10 +25,21 @@ def snake_backward(grad: torch.Tensor, hidden_states: torch.Tensor, alpha: torch
     return grad_input, grad_alpha.sum(dim=(0, 2), keepdim=True)
 
 
-# inputs are passed detached (plain tensors, not Parameters) so that the guards see one type; shapes are dynamic but
-# for dynamo's 0/1 specialisation (a batch of 1 is a second graph); past the recompile limit dynamo runs them eager
-compiled_forward = torch.compile(snake, dynamic=True)
-compiled_backward = torch.compile(snake_backward, dynamic=True)
+@functools.cache
+def kernels(device: torch.device, dtype: torch.dtype, alpha_dtype: torch.dtype) -> tuple:
+    """The forward and backward of `snake` for (B, C, T) `dtype` inputs and (1, C, 1) `alpha_dtype` alphas on
+    `device`, compiled, or the eager functions where compiling fails or gives wrong results (`compiled`)."""
+    generator = torch.Generator().manual_seed(0)
+    x, grad = (3 * torch.randn(2, 24, 101, generator=generator) for _ in range(2))  # vectors and a tail
+    alpha = torch.rand(1, 24, 1, generator=generator) + 0.1
+    out_dtype = torch.promote_types(dtype, alpha_dtype)  # the output's, and so the gradient's
+    probe = x.to(device, dtype), alpha.to(device, alpha_dtype)
+    example = torch.zeros(2, 3, 5, device=device, dtype=dtype), torch.ones(1, 3, 1, device=device, dtype=alpha_dtype)
+    forward = compiled(snake, example, probe, "Snake activations (training)")
+    grad_example = torch.zeros(2, 3, 5, device=device, dtype=out_dtype)  # its own tensor: inputs must not alias
+    probe_grad = grad.to(device, out_dtype)
+    backward = compiled(snake_backward, (grad_example, *example), (probe_grad, *probe), "Snake gradients")
+    return forward, backward
 
 
 class FusedSnake(torch.autograd.Function):
@@ -35,25 +48,22 @@ class FusedSnake(torch.autograd.Function):
     @staticmethod
     def forward(ctx, hidden_states: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
         ctx.save_for_backward(hidden_states, alpha)
-        return compiled_forward(hidden_states.detach(), alpha.detach())
+        forward, _ = kernels(hidden_states.device, hidden_states.dtype, alpha.dtype)
+        return forward(hidden_states.detach().contiguous(), alpha.detach().contiguous())
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         hidden_states, alpha = ctx.saved_tensors
-        return compiled_backward(grad.contiguous(), hidden_states.detach(), alpha.detach())
+        _, backward = kernels(hidden_states.device, hidden_states.dtype, alpha.dtype)
+        return tuple(backward(grad.contiguous(), hidden_states.detach().contiguous(), alpha.detach().contiguous()))
 
 
 def use_fused_snake(model: torch.nn.Module) -> bool:
-    """Plug `FusedSnake` into every `Snake1d` of `model` (on CPU); returns False, with a warning, where TorchInductor
-    cannot compile (no C++ compiler, say), leaving the eager `snake`."""
-    try:
-        x, alpha = (
-            torch.linspace(-2, 2, 30).view(2, 3, 5).requires_grad_(),
-            torch.ones(1, 3, 1, requires_grad=True),
-        )  # no RNG
-        FusedSnake.apply(x, alpha).sum().backward()
-    except Exception as error:
-        warnings.warn(f"Snake activations train unfused (slower): TorchInductor failed with {error!r}", stacklevel=2)
+    """Plug `FusedSnake` into every `Snake1d` of `model`, where both kernels compile and pass their check on the
+    model's device; otherwise (with a warning, from `compiled`) leave the eager `snake`. Returns whether it did."""
+    parameter = next(model.parameters())
+    forward, backward = kernels(parameter.device, parameter.dtype, parameter.dtype)
+    if forward is snake or backward is snake_backward:
         return False
     for module in model.modules():
         if isinstance(module, Snake1d):
