@@ -2,8 +2,9 @@
 final, equal to the offline `encode` / `decode` of the whole signal up to float rounding.
 
 Each of the encoder's or decoder's declared steps, in the tiled forms of `inference_rvqgan.stages` (the same
-kernels), is a cached convolution (Caillon & Esling 2022): it keeps the inputs its next outputs read and computes
-each output once, as soon as all the inputs it reads have arrived, so a stream does the work of one offline pass.
+kernels; spectral products only where a push computes many outputs), is a cached convolution (Caillon & Esling
+2022): it keeps the inputs its next outputs read and computes each output once, as soon as all the inputs it reads
+have arrived, so a stream does the work of one offline pass.
 The model's convolutions are centred, so an output waits for its right context (`delay`); `flush` ends the input
 and zero-pads every step exactly as the offline pass pads the end of the signal.
 
@@ -19,6 +20,8 @@ import functools
 import torch
 
 from .inference_rvqgan import Residual, stages
+
+SPECTRAL_OUTPUTS = 1024  # outputs computed at once from which spectral products beat oneDNN's convolution
 
 
 def span(steps: list, low: int, high: int) -> tuple[int, int]:
@@ -36,10 +39,16 @@ def appended(inputs: torch.Tensor | None, hidden_states: torch.Tensor | None) ->
 
 
 class CachedStep:
-    """A tiled `Conv` / `ConvTranspose` of `inference_rvqgan` on a stream, keeping the inputs its next outputs read."""
+    """A tiled `Conv` / `ConvTranspose` of `inference_rvqgan` on a stream, keeping the inputs its next outputs read.
+    A spectral convolution computes SPECTRAL_OUTPUTS outputs or more at a time as products of spectra, fewer directly
+    (oneDNN's convolution, faster there)."""
 
     def __init__(self, step):
         self.step, self.inputs, self.offset, self.done = step, None, 0, 0  # inputs: positions [offset, ...)
+        self.direct = step
+        if getattr(step, "spectrum", None) is not None:
+            self.direct = copy.copy(step)
+            self.direct.spectrum = None
 
     def push(self, hidden_states: torch.Tensor | None, end: bool = False) -> torch.Tensor | None:
         """New inputs (B, n, C) or None -> the outputs (B, n', C') they complete, or None. With `end` the input ends
@@ -53,7 +62,8 @@ class CachedStep:
             return None
         a, b = self.step.needs(self.done, high)
         inputs = self.inputs[:, max(a, 0) - self.offset : min(b, size) - self.offset]
-        outputs = self.step(inputs, self.done, high, size, None)
+        step = self.step if high - self.done >= SPECTRAL_OUTPUTS else self.direct
+        outputs = step(inputs, self.done, high, size, None)
         self.done = high
         keep = max(self.step.needs(high, high + 1)[0], self.offset)  # the first input later outputs read
         self.inputs, self.offset = self.inputs[:, keep - self.offset :], keep
