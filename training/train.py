@@ -124,7 +124,7 @@ class Trainer:
         self.share = sizes[acc.process_index] * acc.num_processes / sum(sizes)
         set_seed(config.seed, device_specific=True)
 
-        generator = build_generator(config)
+        generator = build_generator(config).to(acc.device)  # `use_fused_snake` checks its kernels on the device
         self.model_config = generator.config
         discriminator = RvqganDiscriminator(sampling_rate=self.model_config.sampling_rate, **config.discriminator)
         trained = Path(config.init_from or "") / "discriminator" / "model.safetensors"
@@ -164,9 +164,8 @@ class Trainer:
         # `best` is the lowest validation mel distance on these clips: another validation set starts it afresh
         self.validation_digest = hashlib.sha256(b"".join(clip.tobytes() for clip in self.validation)).hexdigest()
         self.ema = None
-        if config.ema_decay:
+        if config.ema_decay:  # a copy on the device; its counter, which every update tests, on the host
             self.ema = AveragedModel(generator, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)
-            self.ema.module.to(acc.device)  # its counter, tested on the host by every update, stays there
         self.step, self.best, self.skipped = 0, math.inf, {"generator": 0, "discriminator": 0}
         if resume and checkpoints(self.output_dir / "checkpoints"):
             self._resume(generator, discriminator, (opt_g, opt_d, sched_g, sched_d))
