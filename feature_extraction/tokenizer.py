@@ -98,9 +98,9 @@ class AudioTokenizer:
         feature_extractor: RvqganFeatureExtractor | None = None,
     ):
         if isinstance(model, (str, os.PathLike)):
-            from modeling_rvqgan import RvqganModel, load_pretrained
+            from modeling_rvqgan import RvqganModel
 
-            model = load_pretrained(RvqganModel, model)
+            model = RvqganModel.from_pretrained(model)
         if layout not in LAYOUTS:
             raise ValueError(f"Unknown layout {layout!r}; expected one of {LAYOUTS}")
         config = model.config

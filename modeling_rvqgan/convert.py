@@ -179,7 +179,7 @@ def main(argv=None):
         elif args.source == "dac":
             save_rvqgan(from_dac(load_pretrained(DacModel, args.input)), args.output)
         else:
-            save_dac(to_dac(load_pretrained(RvqganModel, args.input)), args.output)
+            save_dac(to_dac(RvqganModel.from_pretrained(args.input)), args.output)
     except (ValueError, OSError) as error:
         sys.exit(f"error: {error}")
     print(f"wrote {args.output}")

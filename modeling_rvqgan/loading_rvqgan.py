@@ -23,16 +23,25 @@ def _listed(kind: str, keys) -> str:
 
 
 def load_pretrained(model_class: type[PreTrainedModel], name_or_path, **kwargs) -> PreTrainedModel:
-    """`model_class.from_pretrained(name_or_path)`, refusing pickled weights (`pytorch_model.bin` is never read) and
-    weights that do not fit the config (missing, unexpected or mis-shaped), where transformers would warn and
-    initialise them at random (its load report, a warning, is replaced by the error). Any failure is a
-    ModelLoadError naming `name_or_path`, with the cause chained."""
+    """`model_class.from_pretrained(name_or_path)`, strict (`strict_from_pretrained`); for classes whose own
+    `from_pretrained` is not (transformers' `DacModel`). `RvqganModel.from_pretrained` is strict itself."""
+    return strict_from_pretrained(model_class.from_pretrained, name_or_path, **kwargs)
+
+
+def strict_from_pretrained(from_pretrained, name_or_path, *model_args, **kwargs):
+    """`from_pretrained(name_or_path, ...)` (a transformers `PreTrainedModel.from_pretrained`), refusing pickled
+    weights (`pytorch_model.bin` is never read) and weights that do not fit the config (missing, unexpected or
+    mis-shaped), where transformers would warn and initialise them at random (its load report, a warning, is replaced
+    by the error): a codec has no part that may start untrained. Any failure is a ModelLoadError naming
+    `name_or_path`, with the cause chained. With `output_loading_info=True`, returns (model, loading info)."""
+    loading_info = kwargs.pop("output_loading_info", False)
+    kwargs.update(use_safetensors=True, ignore_mismatched_sizes=True, output_loading_info=True)
     verbosity = logging.get_verbosity()
     logging.set_verbosity_error()
     try:
-        model, info = model_class.from_pretrained(
-            name_or_path, use_safetensors=True, ignore_mismatched_sizes=True, output_loading_info=True, **kwargs
-        )
+        model, info = from_pretrained(name_or_path, *model_args, **kwargs)
+    except ModelLoadError:  # from a class whose from_pretrained is strict itself
+        raise
     except Exception as error:  # OSError, SafetensorError, JSON and config errors: all mean "cannot be loaded"
         local = Path(name_or_path).is_absolute() or str(name_or_path).startswith(".")
         reason = "no such directory" if local and not Path(name_or_path).exists() else first_line(error)
@@ -45,4 +54,4 @@ def load_pretrained(model_class: type[PreTrainedModel], name_or_path, **kwargs) 
     problems += [first_line(message) for message in info.get("error_msgs", [])]
     if problems:
         raise ModelLoadError(f"{name_or_path}: model.safetensors does not fit config.json: {'; '.join(problems)}")
-    return model
+    return (model, info) if loading_info else model

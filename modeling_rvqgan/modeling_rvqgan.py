@@ -15,6 +15,7 @@ from transformers.utils import ModelOutput
 from .configuration_rvqgan import RvqganConfig
 from .inference_rvqgan import autocast_dtype, decode_latents, encode_latents, run_pass
 from .layers_rvqgan import RvqganDecoder, RvqganEncoder, Snake1d, length_mask
+from .loading_rvqgan import strict_from_pretrained
 from .quantizer_rvqgan import RvqganResidualVectorQuantizer
 from .streaming_rvqgan import RvqganStreamingDecoder, RvqganStreamingEncoder
 
@@ -87,6 +88,13 @@ class RvqganPreTrainedModel(PreTrainedModel):
     main_input_name = "input_values"
     input_modalities = "audio"
     _no_split_modules = ["RvqganResidualUnit"]
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
+        """transformers' `from_pretrained`, strict: safetensors only, and every weight the config asks for and no
+        other, or a ModelLoadError naming the folder or repo, with the cause chained (`strict_from_pretrained`).
+        `AutoModel.from_pretrained`, remote code included, comes here too."""
+        return strict_from_pretrained(super().from_pretrained, pretrained_model_name_or_path, *model_args, **kwargs)
 
     @torch.no_grad()
     def _init_weights(self, module):

@@ -3,6 +3,9 @@
 rvqgan encode INPUT... -o OUT [--model ID_OR_DIR] [--kbps K | --n-quantizers N] [--no-entropy]
 rvqgan decode FILE... -o OUT [--format wav|flac]
 rvqgan info FILE...
+
+OUT is a folder, or with one input file, the output file itself where it ends in .rvq (encode) or .wav / .flac
+(decode): `rvqgan encode song.wav -o song.rvq`, `rvqgan decode song.rvq -o song.flac`.
 """
 
 import argparse
@@ -27,13 +30,23 @@ from .codec import compress_blocks, decompress_blocks
 from .container import RvqFormatError, read
 from .models import load_model
 
+DECODED_SUFFIXES = {".wav", ".flac"}  # what decode writes
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".mp3", ".opus", ".m4a", ".aac", ".aif", ".aiff", ".webm", ".mka"}
 
 
-def find_inputs(paths: list[str], suffixes: set[str], out: Path, new_suffix: str, kind: str) -> list[tuple[Path, Path]]:
-    """(input, output) pairs: files map to OUT/name, directories are searched recursively and mirrored under OUT.
-    AudioFileError, before any work, for an OUT that is not a folder, a folder without `kind` files, or an output
-    that is an input of the command or the output of another input."""
+def find_inputs(
+    paths: list[str], suffixes: set[str], out: Path, new_suffix: str, kind: str, file_suffixes: set[str]
+) -> list[tuple[Path, Path]]:
+    """(input, output) pairs: an OUT ending in one of `file_suffixes` that is not a folder is the output file of the
+    one input file; otherwise files map to OUT/name, directories are searched recursively and mirrored under OUT.
+    AudioFileError, before any work, for an OUT file with other inputs, an OUT that is not a folder, a folder without
+    `kind` files, or an output that is an input of the command or the output of another input."""
+    if out.suffix.lower() in file_suffixes and not out.is_dir():
+        if len(paths) != 1 or Path(paths[0]).is_dir():
+            raise AudioFileError(f"{out}: names one output file, so the input must be one file (for more, a folder)")
+        if out.resolve() == Path(paths[0]).resolve():
+            raise AudioFileError(f"{out}: is the input of this command and would be written over")
+        return [(Path(paths[0]), out)]
     if out.exists() and not out.is_dir():
         raise AudioFileError(f"{out}: the output must be a folder")
     pairs = []
@@ -56,7 +69,7 @@ def find_inputs(paths: list[str], suffixes: set[str], out: Path, new_suffix: str
 
 
 def encode(args) -> int:
-    pairs = find_inputs(args.inputs, AUDIO_SUFFIXES, Path(args.output), ".rvq", "audio")
+    pairs = find_inputs(args.inputs, AUDIO_SUFFIXES, Path(args.output), ".rvq", "audio", {".rvq"})
     model, identity = load_model(args.model, args.device)
     n_quantizers = model.config.resolve_n_quantizers(args.n_quantizers, args.kbps)
     failures = 0
@@ -84,7 +97,7 @@ def encode(args) -> int:
 
 
 def decode(args) -> int:
-    pairs = find_inputs(args.inputs, {".rvq"}, Path(args.output), f".{args.format}", ".rvq")
+    pairs = find_inputs(args.inputs, {".rvq"}, Path(args.output), f".{args.format}", ".rvq", DECODED_SUFFIXES)
     model, identity = load_model(args.model, args.device)
     failures = 0
     for source, target in tqdm(pairs, disable=args.quiet, unit="file"):
@@ -139,7 +152,12 @@ def parser() -> argparse.ArgumentParser:
     ):
         command = commands.add_parser(name, help=help_text)
         command.add_argument("inputs", nargs="+", metavar="INPUT")
-        command.add_argument("-o", "--output", required=True, help="output folder")
+        command.add_argument(
+            "-o",
+            "--output",
+            required=True,
+            help="output folder, or for one input file the output file (.rvq / .wav, .flac)",
+        )
         command.add_argument("--model", help="model directory or Hub repo id (default: the default model)")
         command.add_argument("--device", default="cpu", help="cpu or cuda")
         command.add_argument("--force", action="store_true", help="overwrite existing outputs")
@@ -151,7 +169,9 @@ def parser() -> argparse.ArgumentParser:
     bitrate.add_argument("--n-quantizers", type=int, help="number of codebooks (default: all)")
     encoder.add_argument("--no-entropy", action="store_true", help="bit-pack the codes without entropy coding")
     encoder.add_argument("--no-normalize", action="store_true", help="skip the -16 LUFS loudness normalisation")
-    commands.choices["decode"].add_argument("--format", choices=["wav", "flac"], default="wav")
+    commands.choices["decode"].add_argument(
+        "--format", choices=["wav", "flac"], default="wav", help="of the files written into an output folder"
+    )
     describe = commands.add_parser("info", help="describe .rvq files")
     describe.add_argument("inputs", nargs="+", metavar="FILE")
     describe.set_defaults(run=info)

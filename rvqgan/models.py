@@ -5,7 +5,7 @@ from pathlib import Path
 
 import torch
 
-from modeling_rvqgan import RvqganModel, load_pretrained
+from modeling_rvqgan import RvqganModel
 from modeling_rvqgan.loading_rvqgan import first_line
 
 DEFAULT_MODEL = Path(__file__).with_name("default_model")  # package data: the shipped 44.1 kHz model
@@ -15,10 +15,10 @@ def load_model(name_or_path: str | None = None, device: str = "cpu") -> tuple[Rv
     """The model in eval mode and its identity (`model_identity`), which `.rvq` files record.
 
     Without a name: the default model shipped inside the package (`rvqgan/default_model`), named `default`.
-    Weights that do not fit the config are refused (`modeling_rvqgan.load_pretrained`): ModelLoadError naming the
+    Weights that do not fit the config are refused (`RvqganModel.from_pretrained` is strict): ModelLoadError naming the
     model; a device that cannot be used: ValueError.
     """
-    model = load_pretrained(RvqganModel, DEFAULT_MODEL if name_or_path is None else name_or_path).eval()
+    model = RvqganModel.from_pretrained(DEFAULT_MODEL if name_or_path is None else name_or_path).eval()
     identity = model_identity(model)
     try:
         return model.to(torch.device(device)), identity

@@ -1,12 +1,14 @@
 """Auto classes: in-library registration, and remote code in an environment where our package is not importable."""
 
 import json
+import shutil
 import subprocess
 import sys
 import textwrap
 
 import torch
 from conftest import tiny_model
+from safetensors.torch import load_file, save_file
 from transformers import AutoConfig, AutoFeatureExtractor, AutoModel
 
 from feature_extraction import RvqganFeatureExtractor
@@ -56,6 +58,11 @@ def test_remote_code_loads_without_our_package(tmp_path):
     with torch.no_grad():
         expected = model(audio).audio_values
     torch.save({"audio": audio, "expected": expected}, tmp_path / "io.pt")
+    shutil.copytree(tmp_path / "model", tmp_path / "broken")  # one weight missing: refused, not initialised at random
+    weights = load_file(tmp_path / "model" / "model.safetensors")
+    save_file(
+        {k: v for k, v in weights.items() if k != "decoder.conv2.bias"}, tmp_path / "broken" / "model.safetensors"
+    )
     script = textwrap.dedent(
         f"""
         import importlib.util, sys
@@ -76,6 +83,10 @@ def test_remote_code_loads_without_our_package(tmp_path):
         inputs = extractor(io["audio"][0, 0].numpy(), sampling_rate=16000, return_tensors="pt")
         with torch.no_grad():
             audio = model(**inputs).audio_values
+        try:
+            AutoModel.from_pretrained({str(tmp_path / "broken")!r}, trust_remote_code=True)
+        except Exception as error:
+            print(type(error).__name__, type(error).__module__, str(error).splitlines()[0])
         print(type(model).__module__, type(extractor).__module__)
         print((audio[..., :640] - io["expected"]).abs().max().item())
         """
@@ -88,6 +99,7 @@ def test_remote_code_loads_without_our_package(tmp_path):
         env={"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"), "PATH": "/usr/bin:/bin"},
     )
     assert result.returncode == 0, result.stderr
-    modules, difference = result.stdout.strip().splitlines()[-2:]
+    refused, modules, difference = result.stdout.strip().splitlines()[-3:]
+    assert refused.startswith("ModelLoadError transformers_modules.") and "1 missing (decoder.conv2.bias)" in refused
     assert modules.startswith("transformers_modules.") and "feature_extraction_rvqgan" in modules
     assert float(difference) <= 1e-6

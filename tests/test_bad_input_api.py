@@ -11,9 +11,10 @@ import pytest
 import torch
 from bad_input_corpus import VALID, forge, one_line, snapshot, tone
 from conftest import tiny_model
+from transformers import AutoModel
 
 from feature_extraction import AudioError, AudioTokenizer
-from modeling_rvqgan import ModelLoadError
+from modeling_rvqgan import ModelLoadError, RvqganModel
 from modeling_rvqgan.convert import main as convert
 from rvqgan import RvqFormatError, compress, decompress, load_model
 from rvqgan.container import read
@@ -119,6 +120,32 @@ API_CASES = [
      ["`audio`", "transpose"]),
 ]
 # fmt: on
+
+
+# transformers' entry points are strict too: the same refusals, with the cause chained, where transformers alone would
+# initialise missing or mis-shaped weights at random, or raise its own errors
+# fmt: off
+LOADERS = {"from-pretrained": RvqganModel.from_pretrained, "auto-model": AutoModel.from_pretrained}
+FOLDERS = [
+    ("trunc", ["incomplete metadata"]),
+    ("shape", ["4 mismatched"]),
+    ("more", ["10 missing"]),
+    ("extra", ["1 unexpected"]),
+    ("pickle", ["model.safetensors"]),
+]
+# fmt: on
+
+
+@pytest.mark.parametrize("folder, words", FOLDERS, ids=[folder for folder, _ in FOLDERS])
+@pytest.mark.parametrize("loader", LOADERS.values(), ids=LOADERS.keys())
+def test_from_pretrained_is_strict(corpus, monkeypatch, loader, folder, words):
+    monkeypatch.setattr(pickle, "load", None)  # a pickle is never read: this would raise
+    monkeypatch.setattr(torch, "load", None)
+    with pytest.raises(ModelLoadError) as raised:
+        loader(str(corpus / "models" / folder))
+    message = one_line(str(raised.value))
+    assert folder in message and all(word in message for word in words), message
+    assert raised.value.__cause__ is not None or "does not fit" in message
 
 
 @pytest.mark.parametrize("call, error, words", [case[1:] for case in API_CASES], ids=[case[0] for case in API_CASES])

@@ -155,6 +155,25 @@ def test_bad_input_gives_one_clear_line_a_nonzero_exit_and_no_output(case, model
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
+def test_an_output_named_as_a_file_is_that_file(model_dir, inputs, tmp_path, capsys):
+    """One input and an output ending in .rvq (encode) or .wav / .flac (decode) write that file; an existing folder
+    of such a name stays a folder, and such a name with several inputs is refused before any work."""
+    source = inputs / "stereo48k.wav"
+    assert run("encode", source, "-o", tmp_path / "song.rvq", "--model", model_dir, "--quiet") == 0
+    assert read((tmp_path / "song.rvq").read_bytes())[0].channels == 2
+    assert run("decode", tmp_path / "song.rvq", "-o", tmp_path / "song.flac", "--model", model_dir, "--quiet") == 0
+    assert sf.info(tmp_path / "song.flac").format == "FLAC" and sf.info(tmp_path / "song.flac").frames == 62400
+    (tmp_path / "folder.rvq").mkdir()
+    assert run("encode", source, "-o", tmp_path / "folder.rvq", "--model", model_dir, "--quiet") == 0
+    assert (tmp_path / "folder.rvq" / "stereo48k.rvq").is_file()
+    capsys.readouterr()
+    two = [source, inputs / "song.mp3"]
+    assert run("encode", *two, "-o", tmp_path / "both.rvq", "--model", model_dir, "--quiet") == 1
+    error = capsys.readouterr().err.strip()
+    assert error.count("\n") == 0 and "both.rvq: names one output file" in error
+    assert not (tmp_path / "both.rvq").exists()
+
+
 def test_existing_output_is_refused_unless_forced(model_dir, inputs, tmp_path, capsys):
     target = tmp_path / "stereo48k.rvq"
     target.write_bytes(b"keep me")

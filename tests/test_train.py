@@ -151,7 +151,10 @@ def test_sigkill_then_resume_continues_exactly(tmp_path, speech_and_music):
 
 
 def test_tiny_model_overfits_one_clip(tmp_path):
-    """One 0.38 s clip of real speech, so every excerpt is the same (up to the random phase shift)."""
+    """One 0.38 s clip of real speech, so every excerpt is the same (up to the random phase shift): the mel loss of the
+    last 5 of 60 steps is at most 0.65 of the first 5's. GAN steps amplify float rounding, so the ratio differs from
+    CPU to CPU: measured 0.40 on an AVX-512 machine, 0.44 there with oneDNN capped at AVX2 and with ATen's kernels at
+    avx2 as well. The bar leaves 0.2 of margin above them; a model that does not learn stays near 1."""
     speech, rate = real_audio(ALSA_SPEECH)
     start = int(np.flatnonzero(np.abs(speech) > 0.01)[0])
     (tmp_path / "clip").mkdir()
@@ -170,7 +173,7 @@ def test_tiny_model_overfits_one_clip(tmp_path):
     trainer = Trainer(config)
     batches = iter(trainer.loader)
     mel = [trainer.train_step(next(batches))["loss/mel"] for _ in range(60)]
-    assert np.mean(mel[-5:]) <= 0.5 * np.mean(mel[:5]), mel
+    assert np.mean(mel[-5:]) <= 0.65 * np.mean(mel[:5]), mel
 
 
 def test_non_finite_loss_skips_the_update(tmp_path):
