@@ -14,6 +14,7 @@ from functools import lru_cache
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from transformers.audio_utils import mel_filter_bank
 
 from feature_extraction.audio import mono_at
@@ -42,21 +43,48 @@ def _pair(reference, estimate) -> tuple[np.ndarray, np.ndarray]:
     return reference, estimate
 
 
-def _magnitude(audio: np.ndarray, window: int) -> torch.Tensor:
-    """|STFT| as audiotools computes it (hann, hop w/4, center with reflect padding): `(channels, frames, bins)`."""
-    x = torch.from_numpy(audio)
-    if x.shape[-1] <= window // 2:  # reflect padding needs more samples than the pad
-        x = torch.nn.functional.pad(x, (0, window // 2 + 1 - x.shape[-1]))
+def _mono_tensors(reference, estimate) -> tuple[torch.Tensor, torch.Tensor]:
+    """`_pair`, channels averaged: two float64 `(1, T)` tensors."""
+    reference, estimate = _pair(reference, estimate)
+    return torch.from_numpy(reference.mean(0, keepdims=True)), torch.from_numpy(estimate.mean(0, keepdims=True))
+
+
+def stft_magnitude(audio: torch.Tensor, window_length: int) -> torch.Tensor:
+    """|STFT| as audiotools computes it (hann, hop w/4, centred, reflect padding): (B, 1, T) or (B, T) ->
+    (B, bins, frames). Input no longer than half a window is zero-padded first (reflect padding needs more)."""
+    audio = audio.reshape(-1, audio.shape[-1])
+    if audio.shape[-1] <= window_length // 2:
+        audio = F.pad(audio, (0, window_length // 2 + 1 - audio.shape[-1]))
+    window = torch.hann_window(window_length, dtype=torch.float64, device=audio.device).to(audio.dtype)
     spec = torch.stft(
-        x,
-        n_fft=window,
-        hop_length=window // 4,
-        window=torch.hann_window(window, dtype=x.dtype),
+        audio,
+        n_fft=window_length,
+        hop_length=window_length // 4,
+        window=window,
         center=True,
         pad_mode="reflect",
         return_complex=True,
     )
-    return spec.abs().transpose(1, 2)
+    return spec.abs()
+
+
+def spectral_l1(
+    estimate: torch.Tensor,
+    reference: torch.Tensor,
+    window_length: int,
+    filters: torch.Tensor | None = None,
+    clamp_eps: float = CLAMP_EPS,
+    pow: float = 1.0,
+    mag_weight: float = 0.0,
+    log_weight: float = 1.0,
+) -> torch.Tensor:
+    """One scale of DAC's spectral losses on (B, 1, T) or (B, T) audio: with S = |STFT|, or `filters @ |STFT|` for a
+    mel scale (`filters` (n_mels, bins)), `log_weight * L1(log10(clamp(S)^pow)) + mag_weight * L1(S)`; a scalar."""
+    x, y = stft_magnitude(estimate, window_length), stft_magnitude(reference, window_length)
+    if filters is not None:
+        x, y = filters @ x, filters @ y
+    log_l1 = F.l1_loss(x.clamp(clamp_eps).pow(pow).log10(), y.clamp(clamp_eps).pow(pow).log10())
+    return log_weight * log_l1 + mag_weight * F.l1_loss(x, y)
 
 
 @lru_cache(maxsize=64)
@@ -76,28 +104,18 @@ def mel_filters(sampling_rate: int, n_fft: int, n_mels: int) -> torch.Tensor:
 
 def mel_distance(reference, estimate, sampling_rate: int, n_mels=MEL_N_MELS, window_lengths=MEL_WINDOWS) -> float:
     """DAC's `MelSpectrogramLoss` with the training config: `sum over scales of L1(log10(clamp(mel, 1e-5)))`."""
-    reference, estimate = _pair(reference, estimate)
-    reference, estimate = reference.mean(0, keepdims=True), estimate.mean(0, keepdims=True)
-    total = 0.0
-    for mels, window in zip(n_mels, window_lengths):
-        fb = mel_filters(int(sampling_rate), window, mels)
-        mel_x = _magnitude(estimate, window) @ fb.T
-        mel_y = _magnitude(reference, window) @ fb.T
-        total += (mel_x.clamp(min=CLAMP_EPS).log10() - mel_y.clamp(min=CLAMP_EPS).log10()).abs().mean().item()
-    return float(total)
+    reference, estimate = _mono_tensors(reference, estimate)
+    scales = zip(n_mels, window_lengths)
+    return float(
+        sum(spectral_l1(estimate, reference, w, mel_filters(int(sampling_rate), w, m)).item() for m, w in scales)
+    )
 
 
 def stft_distance(reference, estimate, sampling_rate: int = 0, window_lengths=STFT_WINDOWS) -> float:
     """DAC's `MultiScaleSTFTLoss` (class defaults, as logged in training): per scale
     `L1(log10(clamp(|X|, 1e-5)^2)) + L1(|X|)`, summed. `sampling_rate` is unused (kept for a uniform signature)."""
-    reference, estimate = _pair(reference, estimate)
-    reference, estimate = reference.mean(0, keepdims=True), estimate.mean(0, keepdims=True)
-    total = 0.0
-    for window in window_lengths:
-        mag_x, mag_y = _magnitude(estimate, window), _magnitude(reference, window)
-        log_l1 = (mag_x.clamp(min=CLAMP_EPS).pow(2).log10() - mag_y.clamp(min=CLAMP_EPS).pow(2).log10()).abs().mean()
-        total += log_l1.item() + (mag_x - mag_y).abs().mean().item()
-    return float(total)
+    reference, estimate = _mono_tensors(reference, estimate)
+    return float(sum(spectral_l1(estimate, reference, w, pow=2.0, mag_weight=1.0).item() for w in window_lengths))
 
 
 def waveform_l1(reference, estimate, sampling_rate: int = 0) -> float:

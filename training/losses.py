@@ -8,22 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from evaluation.metrics import CLAMP_EPS, MEL_N_MELS, MEL_WINDOWS, STFT_WINDOWS, mel_filters
-
-
-def stft_magnitude(audio: torch.Tensor, window_length: int) -> torch.Tensor:
-    """|STFT| as audiotools computes it (hann, hop w/4, centred, reflect padding): (B, 1, T) -> (B, bins, frames)."""
-    window = torch.hann_window(window_length, dtype=torch.float64, device=audio.device).to(audio.dtype)
-    spec = torch.stft(
-        audio.reshape(-1, audio.shape[-1]),
-        n_fft=window_length,
-        hop_length=window_length // 4,
-        window=window,
-        center=True,
-        pad_mode="reflect",
-        return_complex=True,
-    )
-    return spec.abs()
+from evaluation.metrics import CLAMP_EPS, MEL_N_MELS, MEL_WINDOWS, STFT_WINDOWS, mel_filters, spectral_l1
 
 
 class MelSpectrogramLoss(nn.Module):
@@ -42,22 +27,16 @@ class MelSpectrogramLoss(nn.Module):
     ):
         super().__init__()
         self.window_lengths = tuple(window_lengths)
-        self.clamp_eps, self.pow, self.mag_weight, self.log_weight = clamp_eps, pow, mag_weight, log_weight
+        self.weights = (clamp_eps, pow, mag_weight, log_weight)
         for window, mels in zip(self.window_lengths, n_mels):  # librosa's float32 filters, (n_mels, bins)
             filters = mel_filters(int(sampling_rate), window, mels).float()
             self.register_buffer(f"filters_{window}", filters, persistent=False)
 
     def forward(self, estimate: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-        loss = 0.0
-        for window in self.window_lengths:
-            filters = getattr(self, f"filters_{window}")
-            mel_x = filters @ stft_magnitude(estimate, window)
-            mel_y = filters @ stft_magnitude(reference, window)
-            loss += self.log_weight * F.l1_loss(
-                mel_x.clamp(self.clamp_eps).pow(self.pow).log10(), mel_y.clamp(self.clamp_eps).pow(self.pow).log10()
-            )
-            loss += self.mag_weight * F.l1_loss(mel_x, mel_y)
-        return loss
+        return sum(
+            spectral_l1(estimate, reference, w, getattr(self, f"filters_{w}"), *self.weights)
+            for w in self.window_lengths
+        )
 
 
 class MultiScaleSTFTLoss(nn.Module):
@@ -74,17 +53,10 @@ class MultiScaleSTFTLoss(nn.Module):
     ):
         super().__init__()
         self.window_lengths = tuple(window_lengths)
-        self.clamp_eps, self.pow, self.mag_weight, self.log_weight = clamp_eps, pow, mag_weight, log_weight
+        self.weights = (clamp_eps, pow, mag_weight, log_weight)
 
     def forward(self, estimate: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-        loss = 0.0
-        for window in self.window_lengths:
-            mag_x, mag_y = stft_magnitude(estimate, window), stft_magnitude(reference, window)
-            loss += self.log_weight * F.l1_loss(
-                mag_x.clamp(self.clamp_eps).pow(self.pow).log10(), mag_y.clamp(self.clamp_eps).pow(self.pow).log10()
-            )
-            loss += self.mag_weight * F.l1_loss(mag_x, mag_y)
-        return loss
+        return sum(spectral_l1(estimate, reference, w, None, *self.weights) for w in self.window_lengths)
 
 
 def discriminator_loss(fake_fmaps: list, real_fmaps: list) -> torch.Tensor:
