@@ -1,12 +1,14 @@
 """Copy the default model's training run into the package, so that a new machine continues from it.
 
-    python -m training.export_default ~/.cache/rvqgan/runs/default [--quality benchmarks/results/default_model]
+    python -m training.export_default ~/.cache/rvqgan/runs/default \
+        [--quality unseen=benchmarks/results/unseen_default_model --quality held-out=benchmarks/results/default_model]
 
 Writes `rvqgan/default_model/`: the run's `best/` generator (the lowest validation mel distance: `model.safetensors`,
 `config.json`, `preprocessor_config.json`) and, in `discriminator/`, the discriminator of the newest checkpoint
 (`RvqganDiscriminator.from_pretrained`), each file at most 16 MB; `curves.png` (`training.plot_curves`);
-`training.md` (recipe, compute, validation scores), `eval_results.json` (the all-clips rows of a `benchmarks.quality`
-summary, when given) and the model card `README.md` made from them (`training.model_card`).
+`training.md` (recipe, compute, validation scores), `eval_results.json` (the all-clips rows of `benchmarks.quality`
+summaries, when given, each labelled with its evaluation set, in the order given: the card's table leads with the
+first) and the model card `README.md` made from them (`training.model_card`).
 `scripts/train_default.sh` starts from these weights when it finds no run.
 """
 
@@ -33,7 +35,7 @@ TARGET = Path(__file__).resolve().parent.parent / "rvqgan" / "default_model"
 CONFIG = Path(__file__).resolve().parent / "configs" / "default.yaml"
 MAX_BYTES = 16 * 2**20
 MAX_GAP_SECONDS = 600  # longer gaps between logged steps are pauses between sessions, not training
-QUALITY_COLUMNS = ("codec", "kbps", "true_kbps", "mel", "stft", "visqol", "si_sdr", "visqol_speech", "pesq_wb", "stoi")
+QUALITY_COLUMNS = "set codec kbps true_kbps mel stft visqol si_sdr visqol_speech pesq_wb stoi".split()
 
 
 def training_hours(run_dir: Path) -> float:
@@ -102,18 +104,21 @@ def training_record(run_dir: Path, config_path: Path, step: int) -> str:
     return "\n".join(lines) + "\n\n![training curves](curves.png)\n"
 
 
-def quality_rows(quality_dir: Path) -> list[dict]:
-    """The all-clips rows of a `benchmarks.quality` output folder's `summary.csv`, rounded ("–": not measured)."""
+def quality_rows(evaluation_set: str, quality_dir: Path) -> list[dict]:
+    """The all-clips rows of a `benchmarks.quality` output folder's `summary.csv` made on `evaluation_set`, rounded
+    ("–": not measured)."""
     with open(quality_dir / "summary.csv", newline="") as handle:
-        rows = [row for row in csv.DictReader(handle) if row["category"] == "all"]
+        rows = [{**row, "set": evaluation_set} for row in csv.DictReader(handle) if row["category"] == "all"]
 
     def cell(column: str, value: str):
-        return value if column == "codec" else round(float(value), 3) if math.isfinite(float(value)) else "–"
+        return value if column in ("set", "codec") else round(float(value), 3) if math.isfinite(float(value)) else "–"
 
     return [{c: cell(c, row[c]) for c in QUALITY_COLUMNS} for row in rows]
 
 
-def export(run_dir: Path, target: Path = TARGET, config: Path = CONFIG, quality: Path | None = None) -> Path:
+def export(run_dir: Path, target: Path = TARGET, config: Path = CONFIG, quality: list[tuple[str, Path]] = ()) -> Path:
+    """`rvqgan/default_model/` (or `target`) from the run; `quality`: (evaluation set, `benchmarks.quality` folder)
+    pairs measured on these weights."""
     best, newest = run_dir / "best", checkpoints(run_dir / "checkpoints")
     if not (best / "model.safetensors").exists() or not newest:
         raise ValueError(f"{run_dir} has no best/ generator or no checkpoint yet")
@@ -129,8 +134,9 @@ def export(run_dir: Path, target: Path = TARGET, config: Path = CONFIG, quality:
     step = int(newest[-1].name.split("-")[-1])
     plot(run_dir, tmp / "curves.png")
     (tmp / "training.md").write_text(training_record(run_dir, config, step))
-    if quality is not None:
-        (tmp / "eval_results.json").write_text(json.dumps(quality_rows(quality), indent=1) + "\n")
+    if quality:
+        rows = [row for evaluation_set, folder in quality for row in quality_rows(evaluation_set, folder)]
+        (tmp / "eval_results.json").write_text(json.dumps(rows, indent=1) + "\n")
     model_card(RvqganConfig.from_pretrained(best), "rvqgan/default_model", tmp).save(tmp / "README.md")
     too_big = [p for p in tmp.rglob("*") if p.is_file() and p.stat().st_size > MAX_BYTES]
     if too_big:
@@ -144,10 +150,19 @@ def export(run_dir: Path, target: Path = TARGET, config: Path = CONFIG, quality:
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run_dir", type=Path)
-    parser.add_argument("--quality", type=Path, help="a benchmarks.quality output folder measured on these weights")
+    parser.add_argument(
+        "--quality",
+        action="append",
+        default=[],
+        metavar="SET=DIR",
+        help="a benchmarks.quality output folder measured on these weights, and its evaluation set (repeatable)",
+    )
     args = parser.parse_args(argv)
     try:
-        print(export(args.run_dir, quality=args.quality))
+        quality = [(name, Path(folder)) for name, _, folder in (q.partition("=") for q in args.quality)]
+        if any(not name or not folder for name, folder in quality):
+            raise ValueError(f"--quality takes SET=DIR, got {args.quality}")
+        print(export(args.run_dir, quality=quality))
     except (OSError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -29,7 +29,7 @@ def model_card(config: RvqganConfig, repo_id: str, checkpoint_dir: str | Path) -
         license="mit",
         tags=TAGS,
         pipeline_tag="feature-extraction",
-        metrics=[c for c in columns if c not in ("codec", "kbps", "category", "clips")] or None,
+        metrics=[c for c in columns if c not in ("set", "codec", "kbps", "category", "clips")] or None,
     )
     return ModelCard.from_template(
         card_data,
