@@ -19,7 +19,7 @@ from pathlib import Path
 import soundfile as sf
 import torch
 
-from modeling_rvqgan import RvqganConfig, RvqganModel
+from modeling_rvqgan import RvqganConfig, RvqganModel, kbps_on_disk
 
 
 def synthetic_blocks(samples: int, rate: int, block: int = 1 << 20) -> Iterator[torch.Tensor]:
@@ -74,7 +74,7 @@ def main():
     size = (args.work / "long.rvq").stat().st_size
     decoded = sf.info(args.work / "decoded" / "long.wav").frames
     print(
-        f"\n.rvq: {size} bytes, {8 * size / (samples / rate) / 1000:.2f} kbps on disk; decoded {decoded} samples "
+        f"\n.rvq: {size} bytes, {kbps_on_disk(size, samples / rate):.2f} kbps on disk; decoded {decoded} samples "
         f"({'the original length' if decoded == samples else f'NOT the original {samples}'})\n"
     )
     print("| command | audio | wall s | s per audio minute | peak RSS MB |\n|---|---|---:|---:|---:|")

@@ -122,6 +122,7 @@ def _rvqgan_roundtrip(
 ) -> tuple[np.ndarray, float, float]:
     import torch
 
+    from modeling_rvqgan import kbps_on_disk
     from rvqgan import compress, decompress
     from rvqgan.models import load_model
 
@@ -132,8 +133,8 @@ def _rvqgan_roundtrip(
         data = compress(model, audio, rate, kbps=kbps, identity=identity)
         decoded, _ = decompress(model, data, identity=identity)
     config = model.config
-    n_q = config.n_codebooks if kbps is None else config.kbps_to_n_quantizers(kbps)
-    return decoded[0], 8 * len(data) / (len(audio) / rate) / 1000, config.n_quantizers_to_kbps(n_q)
+    nominal = config.n_quantizers_to_kbps(config.resolve_n_quantizers(kbps=kbps))
+    return decoded[0], kbps_on_disk(len(data), len(audio) / rate), nominal
 
 
 def load_clip(path: Path, rate: int, max_seconds: float | None) -> np.ndarray:

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from modeling_rvqgan import kbps_on_disk
+
 CODECS = ("opus", "mp3")
 MAX_LAG_SECONDS = 0.05
 # (highest kbps, sampling rate) for MP3, mono; above the last entry: the input rate, at most 48 kHz
@@ -100,5 +102,4 @@ def encode_decode(
     out = out[0] if audio.ndim == 1 else out
     max_lag = int(MAX_LAG_SECONDS * sampling_rate) if align_delay else 0
     out, _ = align(audio, out, max_lag)
-    true_kbps = 8 * size / (audio.shape[-1] / sampling_rate) / 1000
-    return out.astype(np.float32), float(true_kbps)
+    return out.astype(np.float32), float(kbps_on_disk(size, audio.shape[-1] / sampling_rate))

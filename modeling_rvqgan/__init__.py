@@ -2,7 +2,7 @@
 
 from transformers import AutoConfig, AutoModel
 
-from .configuration_rvqgan import RvqganConfig
+from .configuration_rvqgan import RvqganConfig, kbps_on_disk
 from .loading_rvqgan import ModelLoadError, load_pretrained
 from .modeling_rvqgan import RvqganDecoderOutput, RvqganEncoderOutput, RvqganModel, RvqganOutput, RvqganPreTrainedModel
 
@@ -20,4 +20,5 @@ __all__ = [
     "RvqganOutput",
     "ModelLoadError",
     "load_pretrained",
+    "kbps_on_disk",
 ]

@@ -13,6 +13,11 @@ PRESETS = {
 }
 
 
+def kbps_on_disk(n_bytes: int, seconds: float) -> float:
+    """The bitrate of `n_bytes` of coded audio lasting `seconds`: `8 * n_bytes / seconds / 1000`."""
+    return 8 * n_bytes / seconds / 1000
+
+
 class RvqganConfig(PreTrainedConfig):
     r"""
     Configuration of [`RvqganModel`]. The defaults give the paper's 44.1 kHz model: 9 codebooks of 1024 entries at
@@ -137,4 +142,4 @@ class RvqganConfig(PreTrainedConfig):
         return int(n_quantizers)
 
 
-__all__ = ["RvqganConfig"]
+__all__ = ["RvqganConfig", "kbps_on_disk"]

@@ -177,15 +177,14 @@ class RvqganModel(RvqganPreTrainedModel):
         return -(-padding_mask.sum(-1) // self.config.hop_length)
 
     def _n_quantizers(self, n_quantizers: int | None, kbps: float | None, bandwidth: float | None) -> int | None:
-        """The codebook count from `n_quantizers` or `kbps` (`bandwidth`: its deprecated name)."""
+        """`config.resolve_n_quantizers` (`bandwidth`: kbps's deprecated name), or None when neither is given: all
+        codebooks, with quantizer dropout in training."""
         if bandwidth is not None:
             warnings.warn("`bandwidth` is deprecated: pass `kbps`.", FutureWarning, stacklevel=3)
             kbps = bandwidth if kbps is None else kbps
-        if kbps is None:
-            return n_quantizers
-        if n_quantizers is not None:
-            raise ValueError("Pass either `n_quantizers` or `kbps`, not both.")
-        return self.config.kbps_to_n_quantizers(kbps)
+        if n_quantizers is None and kbps is None:
+            return None
+        return self.config.resolve_n_quantizers(n_quantizers, kbps)
 
     def encode(
         self,

@@ -25,6 +25,7 @@ from feature_extraction.audio_io import (
     write_atomically,
     write_audio,
 )
+from modeling_rvqgan import kbps_on_disk
 
 from .codec import compress_blocks, decompress_blocks
 from .container import RvqFormatError, read
@@ -123,7 +124,7 @@ def info(args) -> int:
             f"{path}: model {header.model_id}, {header.sample_rate} Hz, {header.channels} channel(s), {seconds:.3f} s, "
             f"{header.n_q} codebooks x {header.frames} frames, "
             f"{'entropy-coded' if header.entropy_coded else 'bit-packed'}, "
-            f"{8 * len(data) / seconds / 1000:.3f} kbps on disk"
+            f"{kbps_on_disk(len(data), seconds):.3f} kbps on disk"
         )
     return 1 if failures else 0
 

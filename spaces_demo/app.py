@@ -21,6 +21,7 @@ from matplotlib.figure import Figure
 
 from evaluation import baselines, metrics
 from feature_extraction.audio_io import AudioFileError, read_audio, write_audio
+from modeling_rvqgan import kbps_on_disk
 from rvqgan import compress, decompress, load_model
 from rvqgan.container import read, write
 
@@ -141,7 +142,7 @@ def measure(audio: np.ndarray, rate: int, versions: list, metric_names: list[str
         title = f"{codec} · {setting}"
         progress((len(versions) + i) / (2 * len(versions)), desc=f"Measuring {title}")
         write_audio(work / f"{i}.wav", [decoded[None]], rate, 1)
-        true_kbps = 8 * size / seconds / 1000
+        true_kbps = kbps_on_disk(size, seconds)
         scores = {METRIC_COLUMNS[n]: metrics.METRICS[n][0](audio, decoded, rate) for n in metric_names}
         rows.append(
             {"codec": codec, "setting": setting, "kbps": kbps, "kbps on disk": true_kbps, "bytes": size, **scores}

@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from modeling_rvqgan import RvqganConfig, RvqganModel
+from modeling_rvqgan import RvqganConfig, RvqganModel, kbps_on_disk
 
 
 def test_defaults_are_the_paper_44khz_model():
@@ -44,6 +44,11 @@ def test_paper_bitrate_labels_map_to_their_codebook_counts():
     assert [config.kbps_to_n_quantizers(k) for k in (1.78, 2.67, 5.33, 8.0)] == [2, 3, 6, 9]
     assert all(config.kbps_to_n_quantizers(config.n_quantizers_to_kbps(n)) == n for n in range(1, 10))
     assert RvqganConfig.from_preset("44khz-16kbps").kbps_to_n_quantizers(16) == 18
+
+
+def test_kbps_on_disk_counts_every_byte():
+    assert kbps_on_disk(9755, 10.0) == pytest.approx(7.804)  # 10 s of 9 codebooks in an .rvq file
+    assert kbps_on_disk(1000, 0.5) == 16.0
 
 
 @pytest.mark.parametrize("kbps", [0.0, -1.0, 0.3, 9.0, math.inf, math.nan])

@@ -195,8 +195,11 @@ def test_batched_equals_solo_on_the_full_44khz_model():
     [
         (lambda m: m.encode(torch.zeros(1, 320)), "batch, 1, samples"),
         (lambda m: m.encode(torch.zeros(1, 2, 320)), "batch, 1, samples"),
-        (lambda m: m.encode(torch.zeros(1, 1, 320), n_quantizers=5), "between 1 and 4"),
-        (lambda m: m.encode(torch.zeros(1, 1, 320), n_quantizers=0), "between 1 and 4"),
+        (lambda m: m.encode(torch.zeros(1, 1, 320), n_quantizers=5), r"\[1, 4\]"),
+        (lambda m: m.encode(torch.zeros(1, 1, 320), n_quantizers=0), r"\[1, 4\]"),
+        (lambda m: m.encode(torch.zeros(1, 1, 320), n_quantizers=2.0), "must be an integer"),
+        (lambda m: m.encode(torch.zeros(1, 1, 320), kbps="6"), "must be a number"),
+        (lambda m: m(torch.zeros(1, 1, 320), bandwidth="6"), "must be a number"),
         (lambda m: m.encode(torch.zeros(1, 1, 320), kbps=100.0), "out of range"),
         (lambda m: m.encode(torch.zeros(1, 1, 320), n_quantizers=1, kbps=1.0), "not both"),
         (lambda m: m.decode(), "audio_codes"),
