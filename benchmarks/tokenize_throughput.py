@@ -2,8 +2,8 @@
 
     python benchmarks/tokenize_throughput.py [--batch-size 8] [--repeats 3] [--device cpu] [--models tiny full]
 
-"tiny" is the test model (hop 32, 4 codebooks of 64, at 44.1 kHz); "full" is the 44.1 kHz model
-(`RvqganModel(RvqganConfig())`, 9 codebooks, random weights: the speed does not depend on them).
+"tiny" is the test model (`RvqganConfig.from_preset("tiny")`: hop 32, 4 codebooks of 64) at 44.1 kHz; "full" is the
+44.1 kHz model (`RvqganModel(RvqganConfig())`, 9 codebooks). Random weights: the speed does not depend on them.
 Clips: examples/audio/*.flac (44.1 kHz) and /usr/share/sounds/alsa/*.wav (48 kHz speech) when present.
 """
 
@@ -17,19 +17,16 @@ import soundfile as sf
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path.insert(0, str(ROOT))
 
 from feature_extraction.tokenizer import AudioTokenizer  # noqa: E402
 from modeling_rvqgan import RvqganConfig, RvqganModel  # noqa: E402
 
 
 def build(name):
-    if name == "tiny":
-        from conftest import tiny_model
-
-        return tiny_model(sampling_rate=44100)
     torch.manual_seed(0)
-    return RvqganModel(RvqganConfig()).eval()
+    config = RvqganConfig.from_preset("tiny", sampling_rate=44100) if name == "tiny" else RvqganConfig()
+    return RvqganModel(config).eval()
 
 
 def main():

@@ -10,6 +10,15 @@ PRESETS = {
     "44khz-16kbps": {"hidden_size": 128, "n_codebooks": 18},
     "24khz": {"sampling_rate": 24000, "downsampling_ratios": [2, 4, 5, 8], "n_codebooks": 32},
     "16khz": {"sampling_rate": 16000, "downsampling_ratios": [2, 4, 5, 8], "n_codebooks": 12},
+    "tiny": {  # the test and smoke-run model: hop 32, 4 codebooks of 64
+        "sampling_rate": 16000,
+        "encoder_hidden_size": 8,
+        "downsampling_ratios": [2, 4, 4],
+        "decoder_hidden_size": 32,
+        "n_codebooks": 4,
+        "codebook_size": 64,
+        "codebook_dim": 4,
+    },
 }
 
 
@@ -85,7 +94,8 @@ class RvqganConfig(PreTrainedConfig):
 
     @classmethod
     def from_preset(cls, name: str, **kwargs) -> "RvqganConfig":
-        """The paper's released variants: "44khz", "44khz-16kbps", "24khz", "16khz"; `kwargs` override fields."""
+        """The paper's released variants "44khz", "44khz-16kbps", "24khz", "16khz", or "tiny" (tests and smoke runs);
+        `kwargs` override fields."""
         if name not in PRESETS:
             raise ValueError(f"Unknown preset {name!r}; choose one of {sorted(PRESETS)}.")
         return cls(**{**PRESETS[name], **kwargs})

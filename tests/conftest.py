@@ -8,20 +8,12 @@ import soundfile as sf
 import torch
 
 from modeling_rvqgan import RvqganConfig, RvqganModel
+from modeling_rvqgan.configuration_rvqgan import PRESETS
 
 EXAMPLES = Path(__file__).parent.parent / "examples" / "audio"
 ALSA_SPEECH = Path("/usr/share/sounds/alsa/Front_Center.wav")
 
-# hop 32, 4 codebooks of 64: runs in milliseconds
-TINY = dict(
-    encoder_hidden_size=8,
-    downsampling_ratios=[2, 4, 4],
-    decoder_hidden_size=32,
-    n_codebooks=4,
-    codebook_size=64,
-    codebook_dim=4,
-    sampling_rate=16000,
-)
+TINY = PRESETS["tiny"]  # hop 32, 4 codebooks of 64: runs in milliseconds
 
 
 @pytest.fixture
@@ -44,7 +36,7 @@ def accelerate_launch(processes: int) -> list[str]:
 
 
 def tiny_config(**overrides) -> RvqganConfig:
-    return RvqganConfig(**{**TINY, **overrides})
+    return RvqganConfig.from_preset("tiny", **overrides)
 
 
 def perturbed(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:

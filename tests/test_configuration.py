@@ -1,8 +1,10 @@
 import math
 
 import pytest
+import torch
 
 from modeling_rvqgan import RvqganConfig, RvqganModel, kbps_on_disk
+from training.config import load_config
 
 
 def test_defaults_are_the_paper_44khz_model():
@@ -14,8 +16,13 @@ def test_defaults_are_the_paper_44khz_model():
     assert config.quantizer_dropout == 0.5
 
 
+def parameter_count(config: RvqganConfig) -> int:
+    with torch.device("meta"):  # the shapes without the weights
+        return sum(p.numel() for p in RvqganModel(config).parameters())
+
+
 def test_default_model_has_the_dacmodel_parameter_count():
-    assert sum(p.numel() for p in RvqganModel(RvqganConfig()).parameters()) == 76_620_777
+    assert parameter_count(RvqganConfig()) == 76_620_777
 
 
 @pytest.mark.parametrize(
@@ -36,7 +43,7 @@ def test_presets(preset, rate, hop, n_codebooks, kbps):
 
 def test_16khz_preset_has_the_official_parameter_count():
     # descript/dac_16khz safetensors, weight norm removed
-    assert sum(p.numel() for p in RvqganModel(RvqganConfig.from_preset("16khz")).parameters()) == 74_141_697
+    assert parameter_count(RvqganConfig.from_preset("16khz")) == 74_141_697
 
 
 def test_paper_bitrate_labels_map_to_their_codebook_counts():
@@ -55,6 +62,12 @@ def test_kbps_on_disk_counts_every_byte():
 def test_unreachable_bitrates_are_refused(kbps):
     with pytest.raises(ValueError, match="out of range"):
         RvqganConfig().kbps_to_n_quantizers(kbps)
+
+
+def test_tiny_preset_is_the_training_smoke_model():
+    config = RvqganConfig.from_preset("tiny")
+    assert (config.sampling_rate, config.hop_length, config.n_codebooks, config.codebook_size) == (16000, 32, 4, 64)
+    assert load_config("tiny").model == {"preset": "tiny"}
 
 
 def test_preset_overrides_and_unknown_preset():

@@ -7,9 +7,9 @@ import sys
 from pathlib import Path
 
 import torch
-from conftest import ALSA_SPEECH, real_audio
+from conftest import ALSA_SPEECH, real_audio, tiny_config
 
-from modeling_rvqgan import RvqganConfig, RvqganModel
+from modeling_rvqgan import RvqganModel
 from training.config import load_config
 from training.discriminators import RvqganDiscriminator
 from training.train import Trainer
@@ -20,9 +20,8 @@ TINY = str(ROOT / "training" / "configs" / "tiny.yaml")
 
 def saved_folder(path: Path, discriminator_args: dict) -> tuple[RvqganModel, RvqganDiscriminator]:
     """A random tiny generator and a discriminator (weights unlike a fresh one's) saved as an exported folder."""
-    config = load_config(TINY)
     torch.manual_seed(123)
-    generator = RvqganModel(RvqganConfig(**config.model))
+    generator = RvqganModel(tiny_config())
     generator.save_pretrained(path)
     discriminator = RvqganDiscriminator(sampling_rate=generator.config.sampling_rate, **discriminator_args)
     discriminator.save_pretrained(path / "discriminator")
