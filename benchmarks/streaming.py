@@ -1,7 +1,8 @@
 """Streaming encode + decode (`model.streaming_encoder()` / `streaming_decoder()`): speed against the offline pass,
 and the quality a lookahead below the exact context costs.
 
-    python benchmarks/streaming.py speed [--threads 1 2] [--chunks-ms 10 20 40 80] [--seconds 10] [--preset-seconds 3]
+    python benchmarks/streaming.py speed [--models default 44khz] [--threads 1 2] [--chunks-ms 10 20 40 80]
+        [--seconds 10] [--preset-seconds 3] [--repeats 2]
     python benchmarks/streaming.py latency [--lookahead-ms 0 20 40 80] [--seconds 10]
 
 speed: the shipped default model (`rvqgan.load_model()`) and the 44.1 kHz preset (`RvqganConfig.from_preset("44khz")`,
@@ -78,7 +79,8 @@ def speed(args):
     preset = RvqganModel(RvqganConfig.from_preset("44khz")).eval()
     print("| model | audio | threads | offline RTF | chunk | stream RTF | x offline |")
     print("|---|---|---|---|---|---|---|")
-    for name, model, seconds in (("default", default, args.seconds), ("44khz", preset, args.preset_seconds)):
+    models = (("default", default, args.seconds), ("44khz", preset, args.preset_seconds))
+    for name, model, seconds in [entry for entry in models if entry[0] in args.models]:
         audio = tones_and_noise(seconds)
         for threads in args.threads:
             torch.set_num_threads(threads)
@@ -141,6 +143,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     speed_parser = commands.add_parser("speed")
+    speed_parser.add_argument("--models", nargs="+", choices=["default", "44khz"], default=["default", "44khz"])
     speed_parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     speed_parser.add_argument("--chunks-ms", type=float, nargs="+", default=[10, 20, 40, 80])
     speed_parser.add_argument("--seconds", type=float, default=10.0)

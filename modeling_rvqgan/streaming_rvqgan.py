@@ -11,7 +11,8 @@ and zero-pads every step exactly as the offline pass pads the end of the signal.
 With a `lookahead` below that context, an output is returned as soon as `lookahead` of its future has arrived,
 computed as the offline pass of the signal received so far computes it (the missing future zero-padded, the state
 copied so that the exact computation goes on). The model's weights are read when the stream is made; all state is
-the stream's own, so streams may run at once, on any threads. Convolutions run in float32, without autocast.
+the stream's own, so streams may run at once, on any threads. Convolutions run in float32, without autocast, on
+one thread.
 """
 
 import copy
@@ -19,7 +20,7 @@ import functools
 
 import torch
 
-from .inference_rvqgan import Residual, stages
+from .inference_rvqgan import Residual, run_pass, stages
 
 SPECTRAL_OUTPUTS = 1024  # outputs computed at once from which spectral products beat oneDNN's convolution
 
@@ -144,12 +145,14 @@ class Cascade:
 
 
 def float32_inference(method):
-    """`method` of a stream under `torch.inference_mode`, without autocast."""
+    """`method` of a stream under `torch.inference_mode`, without autocast, its torch ops on one thread: on a worker
+    of `inference_rvqgan.pools` when the caller has several (a push's ops are too small to share, and threads
+    waiting on each other's share of them stall on a busy machine)."""
 
     @functools.wraps(method)
     def call(self, *args):
-        with torch.inference_mode(), torch.autocast(self.device.type, enabled=False):
-            return method(self, *args)
+        with torch.inference_mode():
+            return run_pass(lambda threads: method(self, *args), self.device)
 
     return call
 

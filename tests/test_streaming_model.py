@@ -113,6 +113,23 @@ def test_streams_compute_in_float32_under_autocast():
     assert audio.dtype == torch.float32 and (audio - decoded).abs().max() <= 1e-5
 
 
+def test_streams_called_with_several_torch_threads_equal_offline():
+    model = tiny_model()
+    audio = signal(1, 5000, 16000)
+    codes, decoded = offline(model, audio)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)  # pushes run on a one-thread worker of `inference_rvqgan.pools(2)`
+    try:
+        encoder, decoder = model.streaming_encoder(), model.streaming_decoder()
+        streamed, _ = stream(encoder.push, encoder.flush, audio, 3000)
+        audio_out, _ = stream(decoder.push, decoder.flush, codes, 20)
+        with pytest.raises(ValueError, match="flushed"):
+            encoder.push(audio)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(streamed, codes) and (audio_out - decoded).abs().max() <= 1e-5
+
+
 def pushes(values: torch.Tensor, largest: int, seed: int) -> list[torch.Tensor]:
     """`values` cut along the last axis into chunks of `chunk_sizes`."""
     return list(values.split(chunk_sizes(values.shape[-1], largest, seed), -1))
