@@ -112,6 +112,7 @@ def test_two_processes_with_gloo(tmp_path, speech_and_music):
     shipped = export(out, tmp_path / "shipped", Path(TINY), quality=[("unseen", quality), ("held-out", quality)])
     card = (shipped / "README.md").read_text()
     assert "2 steps (0 reconstruction-only, 2 GAN)" in card and "| 2 | " in card  # the validation row of step 2
+    assert "at 16000 Hz (hop 32, 4 x 64 codes) at encoder width 8 and decoder width 32" in card
     table = "| rvqgan | 7.75 | 6.9 | 2.5 | 4.0 | 3.0 | 5.0 | – | – | – |"
     assert card.index(f"| unseen {table}") < card.index(f"| held-out {table}")  # in the order given
     assert (shipped / "curves.png").read_bytes()[:4] == b"\x89PNG"

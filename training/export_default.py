@@ -53,7 +53,7 @@ def training_hours(run_dir: Path) -> float:
 def training_record(run_dir: Path, config_path: Path, step: int) -> str:
     """The card's training section: data, recipe, compute and the validation scores, as Markdown."""
     config = load_config(config_path)
-    model, warmup = config.model, min(config.reconstruction_steps, step)
+    model, warmup = RvqganConfig.from_pretrained(run_dir / "best"), min(config.reconstruction_steps, step)
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     validation = [row for row in rows if "val/mel" in row]
     clips = validation[-1].get("val/clips") if validation else None
@@ -67,9 +67,9 @@ def training_record(run_dir: Path, config_path: Path, step: int) -> str:
         "soundtracks, instrument samples, desktop and game sounds; each package's licence in `LICENSES.md` of the "
         "rvqgan sources), mixed in equal shares; the evaluation clips of `evaluation.make_eval_set` held out.",
         "",
-        f"- Architecture: the paper's 44.1 kHz model (hop 512, {model.get('n_codebooks')} x "
-        f"{model.get('codebook_size')} codes) at encoder width {model.get('encoder_hidden_size')} and decoder width "
-        f"{model.get('decoder_hidden_size')}.",
+        f"- Architecture: the paper's model at {model.sampling_rate} Hz (hop {model.hop_length}, {model.n_codebooks} x "
+        f"{model.codebook_size} codes) at encoder width {model.encoder_hidden_size} and decoder width "
+        f"{model.decoder_hidden_size}.",
         f"- Recipe: batch {config.batch_size} x {config.data.duration} s, AdamW lr {config.learning_rate:g}, "
         f"betas {tuple(config.betas)}; the first {config.reconstruction_steps} steps on the mel, commitment and "
         "codebook losses alone, then the paper's GAN recipe (multi-period and multi-band STFT discriminators)"
