@@ -56,6 +56,13 @@ def tiny_model(seed: int = 0, **overrides) -> RvqganModel:
     return perturbed(RvqganModel(tiny_config(**overrides)), seed).eval()
 
 
+@pytest.fixture(scope="session")
+def full_model() -> RvqganModel:
+    """The 44.1 kHz model (76.6M parameters), seeded and perturbed, built once per session: tests only read it."""
+    torch.manual_seed(0)
+    return perturbed(RvqganModel(RvqganConfig())).eval()
+
+
 def real_audio(path: Path) -> tuple[np.ndarray, int]:
     """A real recording, (T,) float32 mono; a missing system package is a failure in CI and a skip elsewhere."""
     if not path.exists():
