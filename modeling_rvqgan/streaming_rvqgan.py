@@ -123,7 +123,7 @@ class Cascade:
         self.nodes = [cached(step) for _, stage in stages(steps, per_frame, torch.float32, False) for step in stage]
         self.computed = self.emitted = 0  # outputs computed exactly; outputs returned
 
-    def push(self, hidden_states: torch.Tensor | None, wanted: int, padding: torch.Tensor) -> list[torch.Tensor]:
+    def push(self, hidden_states: torch.Tensor | None, wanted: int, padding: torch.Tensor | None) -> list[torch.Tensor]:
         """Push (B, n, C) inputs; return the new outputs, up to `wanted` at least: those not yet computed exactly
         from copies of the nodes flushed with `padding`, the zeros that `flush` would add."""
         start, parts = self.computed, []
@@ -138,7 +138,7 @@ class Cascade:
         self.emitted = max(first, wanted)
         return parts
 
-    def flush(self, padding: torch.Tensor) -> list[torch.Tensor]:
+    def flush(self, padding: torch.Tensor | None) -> list[torch.Tensor]:
         start = self.computed
         rest = run(self.nodes, padding, end=True)
         return [rest[:, max(0, self.emitted - start) :]]
