@@ -126,6 +126,7 @@ def test_progress_outputs_and_errors():
         decode_chunked(model, torch.zeros(1, 4, 5, dtype=torch.long), window_frames=0)
 
 
+@pytest.mark.slow
 def test_ten_minutes_of_audio():
     """10 min at 16 kHz through a 4-channel model with 2 s windows: right length, and the first and last frames equal
     a whole encode of the file's first and last seconds (which see the same file edges)."""

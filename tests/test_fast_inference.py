@@ -204,6 +204,7 @@ def test_outputs_do_not_vary_from_call_to_call(monkeypatch, spectral_channels):
         assert torch.equal(again_audio, first_audio)
 
 
+@pytest.mark.slow
 def test_snake_kernels_are_compiled_under_autocast_only(monkeypatch):
     """Compiling costs seconds per process: float32 calls use the eager Snake; under autocast, the float32 encoder
     and the bf16 decoder use compiled ones."""
@@ -221,6 +222,7 @@ def test_snake_kernels_are_compiled_under_autocast_only(monkeypatch):
     assert torch.bfloat16 in compiled
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "input_dtype, dtype, tolerance",
     [
@@ -255,6 +257,7 @@ def test_eager_snake_kernel_equals_the_layers_snake():
     assert torch.equal(got, layers_rvqgan.snake(hidden_states.T[None], alpha[None, :, None])[0].T)
 
 
+@pytest.mark.slow
 def test_without_a_compiler_snake_runs_unfused_with_a_warning(tmp_path):
     """No C++ compiler (and an empty TorchInductor cache): a warning, then a bf16 decode with the unfused ops."""
     script = (
@@ -379,6 +382,7 @@ def test_threads_encoding_at_once_leave_the_thread_count_alone(monkeypatch):
     assert later == [2]
 
 
+@pytest.mark.slow
 def test_bf16_autocast_keeps_codes_and_runs_the_decoder_in_bf16():
     model = tiny_model()
     audio = 0.3 * torch.randn(2, 1, 50 * model.config.hop_length, generator=torch.Generator().manual_seed(0))

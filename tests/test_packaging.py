@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # builds a venv
+
 ROOT = Path(__file__).resolve().parent.parent
 ENTRY_POINTS = [
     "training.train",

@@ -13,6 +13,8 @@ from test_hub_server import run_client
 
 from rvqgan.models import DEFAULT_MODEL
 
+pytestmark = pytest.mark.slow  # each test runs its Hub clients in new processes
+
 REPO = "org/rvqgan-44khz"
 HIDE_PACKAGE = """
 class HideOurPackage:  # our package is installed here; loading by repo id must not need it

@@ -207,6 +207,7 @@ def wait_for_images(page, count: int, suffix: str):
     )
 
 
+@pytest.mark.slow
 def test_browser_upload_compare_one_player_per_bitrate_and_the_table(space, browser, tmp_path):
     url, app, _ = space
     page = browser.new_page(viewport={"width": 1280, "height": 4000})  # every row in view: Gradio lazy-loads images
@@ -249,6 +250,7 @@ def test_browser_upload_compare_one_player_per_bitrate_and_the_table(space, brow
     page.close()
 
 
+@pytest.mark.slow
 def test_browser_shows_the_error_for_a_corrupt_upload(space, browser, tmp_path):
     page = browser.new_page()
     page.goto(space[0])

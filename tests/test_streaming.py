@@ -108,6 +108,7 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
 """
 
 
+@pytest.mark.slow
 def test_memory_does_not_grow_with_the_file(tmp_path):
     """Peak RSS of `rvqgan encode` / `decode` on 10 minutes of audio stays within a few MB of that on 1 minute
     (10 minutes of float32 samples alone are 37 MB). Hop 256, so that the codes, which do grow, are 1 % of that;

@@ -126,6 +126,7 @@ def check_complete(setup, output):
     return ds
 
 
+@pytest.mark.slow
 def test_two_processes_killed_after_first_shard_resume_without_duplicates(setup, tmp_path):
     output = tmp_path / "codes"
     crashed = tmp_path / "crashed.py"

@@ -67,6 +67,7 @@ def sources_override(root: Path) -> str:
     return f"data.train=[{{dataset: {root / 'speech'}}}, {{dataset: {root / 'music'}}}]"
 
 
+@pytest.mark.slow
 def test_two_processes_with_gloo(tmp_path, speech_and_music):
     out = tmp_path / "run"
     run_training(
@@ -129,6 +130,7 @@ def test_two_processes_with_gloo(tmp_path, speech_and_music):
     )
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_continues_exactly(tmp_path, speech_and_music):
     steps = ["num_steps=8", "checkpoint_every=2", "data.validation=[]", sources_override(speech_and_music)]
     reference = tmp_path / "reference"
@@ -152,6 +154,7 @@ def test_sigkill_then_resume_continues_exactly(tmp_path, speech_and_music):
             assert got[step][key] == pytest.approx(expected[step][key], rel=1e-5, abs=1e-6), (step, key)
 
 
+@pytest.mark.slow
 def test_tiny_model_overfits_one_clip(tmp_path):
     """One 0.38 s clip of real speech, so every excerpt is the same (up to the random phase shift): the mel loss of the
     last 5 of 60 steps is at most 0.65 of the first 5's. GAN steps amplify float rounding, so the ratio differs from

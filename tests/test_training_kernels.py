@@ -15,6 +15,7 @@ from training.train import Trainer, split_fmaps
 TINY = str(Path(__file__).parent.parent / "training" / "configs" / "tiny.yaml")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("shape", [(2, 3, 50), (1, 16, 7), (4, 8, 1000)])
 def test_fused_snake_equals_autograd_through_the_layer(shape):
     from modeling_rvqgan.layers_rvqgan import snake
@@ -35,6 +36,7 @@ def test_fused_snake_equals_autograd_through_the_layer(shape):
         torch.testing.assert_close(got.double(), want, rtol=1e-4, atol=1e-4 * want.abs().max().item())
 
 
+@pytest.mark.slow
 def test_trainer_uses_the_fused_snake_where_its_kernels_are_right(tmp_path):
     """Fused where both compiled kernels passed their check; the eager `snake` where one failed it (as with
     ATEN_CPU_CAPABILITY=avx2 on an AVX-512 machine), never a wrong kernel."""
