@@ -329,6 +329,7 @@ def test_selection_recordings_are_held_out_of_training(tmp_path):
 
 
 def test_training_record_scores_only_the_current_validation_clips(tmp_path):
+    from modeling_rvqgan import RvqganConfig
     from training.export_default import training_record
 
     rows = [
@@ -339,7 +340,7 @@ def test_training_record_scores_only_the_current_validation_clips(tmp_path):
     (tmp_path / "metrics.jsonl").write_text(
         "".join(json.dumps({**r, "val/stft": 1, "val/si_sdr": 0}) + "\n" for r in rows)
     )
-    record = training_record(tmp_path, Path(TINY), 750)
+    record = training_record(tmp_path, Path(TINY), 750, RvqganConfig.from_preset("tiny"))
     assert "| 500 | 2.000 |" in record and "| 750 | 1.500 |" in record and "| 250 |" not in record
     assert "changed its validation clips after step 250" in record
     assert "These weights: step 750 (validation mel 1.500" in record

@@ -50,10 +50,11 @@ def training_hours(run_dir: Path) -> float:
     return seconds / 3600
 
 
-def training_record(run_dir: Path, config_path: Path, step: int) -> str:
-    """The card's training section: data, recipe, compute and the validation scores, as Markdown."""
+def training_record(run_dir: Path, config_path: Path, step: int, model: RvqganConfig) -> str:
+    """The card's training section of `model` (the exported generator's config): data, recipe, compute and the
+    validation scores, as Markdown."""
     config = load_config(config_path)
-    model, warmup = RvqganConfig.from_pretrained(run_dir / "best"), min(config.reconstruction_steps, step)
+    warmup = min(config.reconstruction_steps, step)
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     validation = [row for row in rows if "val/mel" in row]
     clips = validation[-1].get("val/clips") if validation else None
@@ -133,7 +134,7 @@ def export(run_dir: Path, target: Path = TARGET, config: Path = CONFIG, quality:
     discriminator.save_pretrained(tmp / "discriminator")
     step = int(newest[-1].name.split("-")[-1])
     plot(run_dir, tmp / "curves.png")
-    (tmp / "training.md").write_text(training_record(run_dir, config, step))
+    (tmp / "training.md").write_text(training_record(run_dir, config, step, RvqganConfig.from_pretrained(best)))
     if quality:
         rows = [row for evaluation_set, folder in quality for row in quality_rows(evaluation_set, folder)]
         (tmp / "eval_results.json").write_text(json.dumps(rows, indent=1) + "\n")
