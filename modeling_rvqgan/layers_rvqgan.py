@@ -113,6 +113,13 @@ class Residual(NamedTuple):
         return hidden_states + run_steps(self.steps, hidden_states, lengths)
 
 
+def steps_span(steps: list, low: int, high: int) -> tuple[int, int]:
+    """The input positions [a, b) that outputs [low, high) of `steps` (an encoder's or decoder's) read."""
+    for step in reversed(steps):
+        low, high = step.needs(low, high)
+    return low, high
+
+
 def run_steps(steps: list, hidden_states: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
     """`steps` applied in turn to (B, C, T) `hidden_states` whose items have (B,) `lengths` (or None)."""
     for step in steps:

@@ -21,15 +21,9 @@ import functools
 import torch
 
 from .inference_rvqgan import Residual, run_pass, stages
+from .layers_rvqgan import steps_span
 
 SPECTRAL_OUTPUTS = 1024  # outputs computed at once from which spectral products beat oneDNN's convolution
-
-
-def span(steps: list, low: int, high: int) -> tuple[int, int]:
-    """The input positions [a, b) that outputs [low, high) of `steps` read."""
-    for step in reversed(steps):
-        low, high = step.needs(low, high)
-    return low, high
 
 
 def appended(inputs: torch.Tensor | None, hidden_states: torch.Tensor | None) -> torch.Tensor | None:
@@ -194,7 +188,7 @@ class RvqganStreamingEncoder(Stream):
         self.n_quantizers = len(self.quantizer.quantizers) if n_quantizers is None else n_quantizers
         if not 1 <= self.n_quantizers <= len(self.quantizer.quantizers):
             raise ValueError(f"`n_quantizers` must be from 1 to {len(self.quantizer.quantizers)}, got {n_quantizers}.")
-        context = span(model.encoder.steps, 0, 1)[1] - self.hop
+        context = steps_span(model.encoder.steps, 0, 1)[1] - self.hop
         self.lookahead = lookahead_within(lookahead, context, "samples")
         self.delay = self.hop + self.lookahead
         self.device = next(model.parameters()).device
@@ -249,7 +243,7 @@ class RvqganStreamingDecoder(Stream):
 
     def __init__(self, model, lookahead: int | None = None):
         self.hop, self.quantizer, self.tanh = model.config.hop_length, model.quantizer, model.decoder.tanh
-        context = span(model.decoder.steps, 0, self.hop)[1] - 1
+        context = steps_span(model.decoder.steps, 0, self.hop)[1] - 1
         self.lookahead = lookahead_within(lookahead, context, "frames")
         self.delay = self.lookahead * self.hop
         self.codebook_size = model.config.codebook_size

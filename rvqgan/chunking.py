@@ -13,16 +13,10 @@ import torch
 from tqdm.auto import tqdm
 
 from modeling_rvqgan import RvqganConfig, RvqganModel
+from modeling_rvqgan.layers_rvqgan import steps_span
 
 DEFAULT_WINDOW_SECONDS = 30.0  # eval-mode passes bound their memory themselves; windows recompute ~1 % as context
 Progress = bool | Callable[[int, int], None] | None
-
-
-def _span(steps: list, low: int, high: int) -> tuple[int, int]:
-    """The input positions [a, b) that outputs [low, high) of `steps` (an encoder's or decoder's) depend on."""
-    for step in reversed(steps):
-        low, high = step.needs(low, high)
-    return low, high
 
 
 def receptive_field(model: RvqganModel) -> tuple[int, int]:
@@ -30,9 +24,9 @@ def receptive_field(model: RvqganModel) -> tuple[int, int]:
     encoder's and decoder's declared steps. Encoder: frame 0 depends on samples [low, high); decoder: its samples
     [0, hop) depend on frames [low, high)."""
     hop = model.config.hop_length
-    low, high = _span(model.encoder.steps, 0, 1)
+    low, high = steps_span(model.encoder.steps, 0, 1)
     encoder = max(-(low // hop), (high - 1) // hop)
-    low, high = _span(model.decoder.steps, 0, hop)
+    low, high = steps_span(model.decoder.steps, 0, hop)
     return encoder, max(-low, high - 1)
 
 
