@@ -2,6 +2,12 @@ from pathlib import Path
 
 from setuptools import setup
 
+SUBPACKAGES = {  # installed name (rvqgan.<name>): folder
+    "modeling": "modeling_rvqgan",
+    "feature_extraction": "feature_extraction",
+    "training": "training",
+    "evaluation": "evaluation",
+}
 TRAIN = ["accelerate>=1.0", "datasets>=4", "tensorboard", "pyyaml", "librosa>=0.10", "julius>=0.2"]
 DEMO = ["gradio>=6", "librosa>=0.10", "matplotlib>=3.7", "pandas"]
 EVAL = [
@@ -22,9 +28,11 @@ setup(
     long_description_content_type="text/markdown",
     license="MIT",
     python_requires=">=3.10",
-    packages=["modeling_rvqgan", "feature_extraction", "rvqgan", "training", "evaluation"],
+    # one installed namespace, `rvqgan`: the library's folders of this repository are its subpackages
+    packages=["rvqgan", *(f"rvqgan.{name}" for name in SUBPACKAGES)],
+    package_dir={f"rvqgan.{name}": folder for name, folder in SUBPACKAGES.items()},
     package_data={
-        "training": ["model_card_template.md", "configs/*.yaml"],
+        "rvqgan.training": ["model_card_template.md", "configs/*.yaml"],
         "rvqgan": ["default_model/*", "default_model/discriminator/*"],
     },
     install_requires=[

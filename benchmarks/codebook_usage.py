@@ -3,7 +3,7 @@ every frame of the clips (bits, of log2(codebook_size)) and the share of its ent
 
     python benchmarks/codebook_usage.py [--model DIR] DATA_DIR
 
-DATA_DIR: audio files, searched recursively (an evaluation set of `evaluation.make_eval_set`, say). Each clip is
+DATA_DIR: audio files, searched recursively (an evaluation set of `rvqgan.evaluation.make_eval_set`, say). Each clip is
 encoded whole with every codebook, at the model's rate, mixed to mono; the histograms pool all clips' frames.
 """
 
@@ -16,10 +16,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from feature_extraction import RvqganFeatureExtractor  # noqa: E402
-from feature_extraction.audio_io import read_audio  # noqa: E402
+from rvqgan.feature_extraction import RvqganFeatureExtractor  # noqa: E402
+from rvqgan.feature_extraction.audio_io import read_audio  # noqa: E402
+from rvqgan.training.train import code_counts, codebook_usage  # noqa: E402
+
 from rvqgan.models import load_model  # noqa: E402
-from training.train import code_counts, codebook_usage  # noqa: E402
 
 SUFFIXES = {".flac", ".wav", ".ogg", ".mp3"}
 

@@ -17,7 +17,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from feature_extraction.audio_io import read_audio  # noqa: E402
+from rvqgan.feature_extraction.audio_io import read_audio  # noqa: E402
+
 from rvqgan.codec import compress  # noqa: E402
 from rvqgan.container import read  # noqa: E402
 from rvqgan.models import load_model  # noqa: E402

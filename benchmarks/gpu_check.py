@@ -34,9 +34,9 @@ def clip_folders() -> list[str]:
 
 
 def train_speed(config: str, batch: int, warmup: int, steps: int) -> float:
-    """Steps per second of `training.train` with `config` in bf16 with a moving average, after `warmup` steps."""
-    from training.config import load_config
-    from training.train import Trainer
+    """Steps per second of `rvqgan.training.train` with `config` in bf16 with a moving average, after `warmup` steps."""
+    from rvqgan.training.config import load_config
+    from rvqgan.training.train import Trainer
 
     sources = ", ".join(f"{{dataset: {folder}}}" for folder in clip_folders())
     total = warmup + steps + 1
@@ -57,7 +57,7 @@ def train_speed(config: str, batch: int, warmup: int, steps: int) -> float:
 
 def excerpt_rate(sampling_rate: int, count: int) -> float:
     """Excerpts (0.38 s) per second from the data stream alone, in this process."""
-    from training.data import ExcerptStream, Source
+    from rvqgan.training.data import ExcerptStream, Source
 
     excerpts = iter(ExcerptStream([Source(f) for f in clip_folders()], sampling_rate, 0.38))
     next(excerpts)
@@ -70,7 +70,8 @@ def excerpt_rate(sampling_rate: int, count: int) -> float:
 @torch.no_grad()
 def parity(device: str, model_path: str | None, seconds: float) -> list[tuple]:
     """(TF32, share of equal codes, largest audio difference) of `device` against the CPU on the example clips."""
-    from feature_extraction import RvqganFeatureExtractor
+    from rvqgan.feature_extraction import RvqganFeatureExtractor
+
     from rvqgan import load_model
 
     model, _ = load_model(model_path)

@@ -18,8 +18,7 @@ from pathlib import Path
 
 import soundfile as sf
 import torch
-
-from modeling_rvqgan import RvqganConfig, RvqganModel, kbps_on_disk
+from rvqgan.modeling import RvqganConfig, RvqganModel, kbps_on_disk
 
 
 def synthetic_blocks(samples: int, rate: int, block: int = 1 << 20) -> Iterator[torch.Tensor]:

@@ -4,15 +4,15 @@
         --codec mp3@8,16,32 --data eval_set/ --out results/ [--workers N] [--max-seconds 5]
 
 Codecs: `rvqgan:DIR_OR_REPO@kbps,...` (`rvqgan:default`, or plain `rvqgan@...`, is `rvqgan.models.load_model(None)`;
-no `@` means all codebooks), `opus@kbps,...`, `mp3@kbps,...` (ffmpeg; `evaluation.baselines`).
+no `@` means all codebooks), `opus@kbps,...`, `mp3@kbps,...` (ffmpeg; `rvqgan.evaluation.baselines`).
 
 Every audio file under `--data` is read, mixed to mono, resampled to `--rate` (44.1 kHz, the paper's full-band
 rate) and cut to `--max-seconds`. rvqgan clips go through `rvqgan.compress` / `decompress` (resampling to the
 model's rate and back, -16 LUFS normalisation undone), so `true_kbps` is the `.rvq` size on disk; baselines
 report their encoded file size. As DAC's `get_samples.py` does, each reconstruction is then loudness-matched to its
-input (ITU-R BS.1770, `feature_extraction.audio`) before scoring. The category is the first folder on the file's path
-under `--data` named `speech`, `music` or `general` (default `general`); ViSQOL-speech, PESQ-WB and STOI are computed
-for speech only.
+input (ITU-R BS.1770, `rvqgan.feature_extraction.audio`) before scoring. The category is the first folder on the file's
+path under `--data` named `speech`, `music` or `general` (default `general`); ViSQOL-speech, PESQ-WB and STOI are
+computed for speech only.
 
 Writes `OUT/results.csv` (one row per file, codec and bitrate), `OUT/summary.csv` and `OUT/summary.md` (means per
 codec / bitrate, for all files and per category, in the paper's column order) and `OUT/plots/*.png` (each metric vs
@@ -104,7 +104,7 @@ def find_files(root: Path) -> list[Path]:
 
 def loudness_match(reference: np.ndarray, estimate: np.ndarray, rate: int) -> np.ndarray:
     """`estimate` with a gain that gives it the reference's integrated loudness (audiotools' `normalize`)."""
-    from feature_extraction.audio import apply_gain, integrated_loudness
+    from rvqgan.feature_extraction.audio import apply_gain, integrated_loudness
 
     if len(reference) < int(0.4 * rate) or not np.any(reference) or not np.any(estimate):
         return estimate
@@ -121,8 +121,8 @@ def _rvqgan_roundtrip(
     arg: str | None, audio: np.ndarray, rate: int, kbps: float | None
 ) -> tuple[np.ndarray, float, float]:
     import torch
+    from rvqgan.modeling import kbps_on_disk
 
-    from modeling_rvqgan import kbps_on_disk
     from rvqgan import compress, decompress
     from rvqgan.models import load_model
 
@@ -138,8 +138,8 @@ def _rvqgan_roundtrip(
 
 
 def load_clip(path: Path, rate: int, max_seconds: float | None) -> np.ndarray:
-    from feature_extraction.audio import mono_at
-    from feature_extraction.audio_io import read_audio
+    from rvqgan.feature_extraction.audio import mono_at
+    from rvqgan.feature_extraction.audio_io import read_audio
 
     audio, file_rate = read_audio(path)
     if max_seconds:
@@ -157,8 +157,8 @@ def evaluate_one(
     metric_names=METRIC_NAMES,
 ) -> dict:
     """One row of `results.csv`: the file's clip through one codec at one bitrate, scored."""
-    from evaluation.baselines import encode_decode
-    from evaluation.metrics import METRICS
+    from rvqgan.evaluation.baselines import encode_decode
+    from rvqgan.evaluation.metrics import METRICS
 
     path, root = Path(path), Path(root)
     category = category_of(path, root)

@@ -4,7 +4,7 @@ process.
     python benchmarks/speed.py [--seconds 1 10 60] [--repeats 3] [--threads N]
 
 Same weights (`RvqganModel(RvqganConfig())` with seed 0, the random 44.1 kHz default model, copied into a DacModel
-with `modeling_rvqgan.convert.to_dac`), same input (noise and sines, a whole number of 512-sample frames), both in
+with `rvqgan.modeling.convert.to_dac`), same input (noise and sines, a whole number of 512-sample frames), both in
 eval mode under `torch.inference_mode`.
 For each input length the variants alternate, `--repeats` times after a 1 s warm-up each; the table gives medians:
 - DacModel fp32, and DacModel under `torch.autocast("cpu", dtype=torch.bfloat16)`;
@@ -14,9 +14,9 @@ that changes between repeats on a shared machine). GFLOP/s counts the convolutio
 compared with the measured peak of a 2048 x 2048 float32 or bf16 matrix product on the same threads.
 Checks, on the last repeat: codes identical to DacModel fp32's (%), largest |audio difference| between decoding
 DacModel's codes with both models; for bf16, codes identical to rvqgan fp32's and the mel distance
-(`evaluation.metrics.mel_distance`) of the bf16 decode against the fp32 decode of the same codes.
-With `--clips DIR` (e.g. the set of `evaluation.make_eval_set`), the same bf16 checks on every audio file in it, mixed
-to mono and resampled to 44.1 kHz.
+(`rvqgan.evaluation.metrics.mel_distance`) of the bf16 decode against the fp32 decode of the same codes.
+With `--clips DIR` (e.g. the set of `rvqgan.evaluation.make_eval_set`), the same bf16 checks on every audio file in it,
+mixed to mono and resampled to 44.1 kHz.
 """
 
 import argparse
@@ -30,12 +30,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from rvqgan.evaluation.metrics import mel_distance  # noqa: E402
+from rvqgan.feature_extraction.audio import mono_at  # noqa: E402
+from rvqgan.feature_extraction.audio_io import read_audio  # noqa: E402
+from rvqgan.modeling import RvqganConfig, RvqganModel  # noqa: E402
+from rvqgan.modeling.convert import to_dac  # noqa: E402
+
 from benchmarks.long_audio import synthetic_audio  # noqa: E402
-from evaluation.metrics import mel_distance  # noqa: E402
-from feature_extraction.audio import mono_at  # noqa: E402
-from feature_extraction.audio_io import read_audio  # noqa: E402
-from modeling_rvqgan import RvqganConfig, RvqganModel  # noqa: E402
-from modeling_rvqgan.convert import to_dac  # noqa: E402
 
 VARIANTS = ["DacModel fp32", "DacModel bf16", "rvqgan fp32", "rvqgan bf16"]
 

@@ -17,9 +17,9 @@ latency: the default model on real clips (`examples/audio`, the alsa-utils voice
 sonic-pi samples in /usr/share/sonic-pi/samples; mono, 44.1 kHz, at most `--seconds` each). For the encoder, audio
 pushed a frame at a time into streams of each lookahead (samples past a frame's end before its codes are returned,
 the future zero-padded), the codes decoded offline; for the decoder, the exact codes pushed a frame at a time into
-streams of each lookahead in frames (at least the milliseconds asked). Mel distance (`evaluation.metrics.mel_distance`,
-lower is better) and SI-SDR (dB, higher is better) against the input and against the exact stream's output (the
-offline decode of the offline codes), averaged over the clips.
+streams of each lookahead in frames (at least the milliseconds asked). Mel distance
+(`rvqgan.evaluation.metrics.mel_distance`, lower is better) and SI-SDR (dB, higher is better) against the input and
+against the exact stream's output (the offline decode of the offline codes), averaged over the clips.
 """
 
 import argparse
@@ -33,10 +33,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from evaluation.metrics import mel_distance, si_sdr  # noqa: E402
-from feature_extraction.audio import mono_at  # noqa: E402
-from feature_extraction.audio_io import read_audio  # noqa: E402
-from modeling_rvqgan import RvqganConfig, RvqganModel  # noqa: E402
+from rvqgan.evaluation.metrics import mel_distance, si_sdr  # noqa: E402
+from rvqgan.feature_extraction.audio import mono_at  # noqa: E402
+from rvqgan.feature_extraction.audio_io import read_audio  # noqa: E402
+from rvqgan.modeling import RvqganConfig, RvqganModel  # noqa: E402
+
 from rvqgan import load_model  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent

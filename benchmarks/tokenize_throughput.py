@@ -19,8 +19,8 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from feature_extraction.tokenizer import AudioTokenizer  # noqa: E402
-from modeling_rvqgan import RvqganConfig, RvqganModel  # noqa: E402
+from rvqgan.feature_extraction.tokenizer import AudioTokenizer  # noqa: E402
+from rvqgan.modeling import RvqganConfig, RvqganModel  # noqa: E402
 
 
 def build(name):

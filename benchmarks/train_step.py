@@ -15,13 +15,13 @@ threads, waiting threads spin and other processes' load inflates both figures.
 
     python benchmarks/train_step.py --against REV [--config CONFIG] [--warmup 10] [--steps 20] [--repeats 3]
 
-measures instead `training.train` itself (CONFIG: training/configs/default.yaml), this checkout against the code of git
-revision REV (checked out to a temporary folder): for each, a process builds `Trainer` from the config (validation off)
-and runs its `train()` loop for `--warmup` steps (10: a new process's first steps compile kernels for new shapes) then
-`--steps` timed ones (from the start of one step to the start of the step after the last: data, logging steps and all),
-the two alternating `--repeats` times; the table gives medians of seconds per step and steps per hour, and each code's
-first-step losses (same seed, same data: equal up to float rounding). Config options that the older code does not
-have (e.g. `ema_decay`) are left out for it.
+measures instead `rvqgan.training.train` itself (CONFIG: training/configs/default.yaml), this checkout against the code
+of git revision REV (checked out to a temporary folder): for each, a process builds `Trainer` from the config
+(validation off) and runs its `train()` loop for `--warmup` steps (10: a new process's first steps compile kernels for
+new shapes) then `--steps` timed ones (from the start of one step to the start of the step after the last: data, logging
+steps and all), the two alternating `--repeats` times; the table gives medians of seconds per step and steps per hour,
+and each code's first-step losses (same seed, same data: equal up to float rounding). Config options that the older code
+does not have (e.g. `ema_decay`) are left out for it.
 """
 
 import argparse
@@ -41,9 +41,9 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from modeling_rvqgan import RvqganConfig, RvqganModel  # noqa: E402
-from training.discriminators import RvqganDiscriminator  # noqa: E402
-from training.losses import MelSpectrogramLoss, MultiScaleSTFTLoss, discriminator_loss, generator_losses  # noqa: E402
+from rvqgan.modeling import RvqganConfig, RvqganModel  # noqa: E402
+from rvqgan.training.discriminators import RvqganDiscriminator  # noqa: E402
+from rvqgan.training.losses import MelSpectrogramLoss, MultiScaleSTFTLoss, discriminator_loss, generator_losses  # noqa: E402
 
 MEL, FEAT, ADV, COMMITMENT, CODEBOOK = 15.0, 2.0, 1.0, 0.25, 1.0
 SAMPLING_RATE, LENGTH = 44100, 16758
@@ -147,8 +147,8 @@ def excerpts(batch_size: int) -> torch.Tensor:
 TRAINER_RUN = """
 import json, os, sys, time
 import yaml
-from training.config import TrainConfig, load_config
-from training.train import Trainer
+from rvqgan.training.config import TrainConfig, load_config
+from rvqgan.training.train import Trainer
 config_path, output_dir, warmup, steps = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 values = yaml.safe_load(open(config_path))
 values.pop("reconstruction_steps", None)  # the full GAN step, which code without the warm-up option runs
@@ -175,7 +175,7 @@ print(json.dumps({"seconds": (starts[warmup + steps] - starts[warmup]) / steps, 
 
 
 def trainer_seconds(source: Path, config: Path, warmup: int, steps: int) -> dict:
-    """Seconds per step of `training.train` from the code in `source`, in a new process."""
+    """Seconds per step of `rvqgan.training.train` from the code in `source`, in a new process."""
     with tempfile.TemporaryDirectory() as output_dir:
         # run from this checkout (the config's relative data paths), importing the code of `source` (-P: not the cwd's)
         result = subprocess.run(
@@ -186,7 +186,7 @@ def trainer_seconds(source: Path, config: Path, warmup: int, steps: int) -> dict
             text=True,
         )
     if result.returncode:
-        raise SystemExit(f"training.train in {source} failed:\n{result.stderr[-3000:]}")
+        raise SystemExit(f"rvqgan.training.train in {source} failed:\n{result.stderr[-3000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
@@ -229,7 +229,9 @@ def main():
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=2)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    parser.add_argument("--against", metavar="REV", help="time training.train against the code of git revision REV")
+    parser.add_argument(
+        "--against", metavar="REV", help="time rvqgan.training.train against the code of git revision REV"
+    )
     parser.add_argument("--config", type=Path, default=ROOT / "training" / "configs" / "default.yaml")
     parser.add_argument("--steps", type=int, default=20, help="timed steps per run (with --against)")
     parser.add_argument("--warmup", type=int, default=10, help="untimed first steps per run (with --against)")

@@ -19,8 +19,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-
-from modeling_rvqgan import kbps_on_disk
+from rvqgan.modeling import kbps_on_disk
 
 CODECS = ("opus", "mp3")
 MAX_LAG_SECONDS = 0.05

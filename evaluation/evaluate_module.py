@@ -1,4 +1,4 @@
-"""The metrics of `evaluation.metrics` as Hugging Face `evaluate` modules.
+"""The metrics of `rvqgan.evaluation.metrics` as Hugging Face `evaluate` modules.
 
     metric = evaluate.load("evaluation/modules/mel.py")
     metric.compute(predictions=[decoded], references=[original], sampling_rate=44100)  # {"mel": mean over pairs}

@@ -15,9 +15,8 @@ from functools import lru_cache
 import numpy as np
 import torch
 import torch.nn.functional as F
+from rvqgan.feature_extraction.audio import mono_at
 from transformers.audio_utils import mel_filter_bank
-
-from feature_extraction.audio import mono_at
 
 MEL_N_MELS = (5, 10, 20, 40, 80, 160, 320)
 MEL_WINDOWS = (32, 64, 128, 256, 512, 1024, 2048)

@@ -4,7 +4,7 @@
 
 The model is the default one shipped with the package unless `--model` names another. Decoded clips are written as
 float WAV files next to a copy of each input at the model's rate; the table gives each one's mel distance to it
-(`evaluation.metrics.mel_distance`, DAC's 7-scale mel loss: lower is closer).
+(`rvqgan.evaluation.metrics.mel_distance`, DAC's 7-scale mel loss: lower is closer).
 """
 
 import argparse
@@ -13,10 +13,10 @@ from pathlib import Path
 
 import soundfile as sf
 import torch
+from rvqgan.evaluation.metrics import mel_distance
+from rvqgan.feature_extraction import RvqganFeatureExtractor
 from tqdm import tqdm
 
-from evaluation.metrics import mel_distance
-from feature_extraction import RvqganFeatureExtractor
 from rvqgan import load_model
 
 EXAMPLES = Path(__file__).parent / "audio"

@@ -1,9 +1,8 @@
 """Audio in, model inputs out; datasets in, tokens out. Importing registers the feature extractor with
 `AutoFeatureExtractor`."""
 
+from rvqgan.modeling import RvqganConfig
 from transformers import AutoFeatureExtractor
-
-from modeling_rvqgan import RvqganConfig
 
 from .feature_extraction_rvqgan import AudioError, RvqganFeatureExtractor, check_rate, validate_audio
 from .layouts import LAYOUTS, from_layout, to_layout, vocab_size

@@ -14,8 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-
-from modeling_rvqgan.loading_rvqgan import first_line
+from rvqgan.modeling.loading_rvqgan import first_line
 
 from .feature_extraction_rvqgan import AudioError, check_finite
 

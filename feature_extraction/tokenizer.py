@@ -18,8 +18,7 @@ import os
 
 import numpy as np
 import torch
-
-from modeling_rvqgan.loading_rvqgan import first_line
+from rvqgan.modeling.loading_rvqgan import first_line
 
 from .audio_io import AudioFileError, read_audio
 from .feature_extraction_rvqgan import AudioError, RvqganFeatureExtractor, check_rate
@@ -64,14 +63,14 @@ class AudioTokenizer:
     `cuda:rank`).
 
     Args:
-        model (`RvqganModel` or `str`): the codec, or a path / Hub id loaded by `modeling_rvqgan.load_pretrained`
+        model (`RvqganModel` or `str`): the codec, or a path / Hub id loaded by `rvqgan.modeling.load_pretrained`
             (weights that do not fit the config are refused). It is put in eval mode.
         n_quantizers (`int`, *optional*): codebooks to keep; all by default.
         kbps (`float`, *optional*): a bitrate instead of `n_quantizers` (the nearest number of codebooks).
         device (`str` or `torch.device`, *optional*): where to run the model; the model's device by default.
             With `with_rank=True` and CUDA available, `cuda:{rank % device_count}` instead.
         audio_column (`str`, defaults to `"audio"`): the column holding the audio.
-        layout (`str`, defaults to `"codes"`): token layout of the output (see `feature_extraction.layouts`):
+        layout (`str`, defaults to `"codes"`): token layout of the output (see `rvqgan.feature_extraction.layouts`):
             `"codes"` `(n_q, T')`, `"flat"` `(n_q * T',)` ids `k * codebook_size + code`, or `"delay"`
             `(n_q, T' + n_q - 1)`.
         max_batch_seconds (`float`, *optional*): the most padded audio (seconds at the model rate, summed over the
@@ -98,7 +97,7 @@ class AudioTokenizer:
         feature_extractor: RvqganFeatureExtractor | None = None,
     ):
         if isinstance(model, (str, os.PathLike)):
-            from modeling_rvqgan import RvqganModel
+            from rvqgan.modeling import RvqganModel
 
             model = RvqganModel.from_pretrained(model)
         if layout not in LAYOUTS:

@@ -1,8 +1,8 @@
 """Convert checkpoints between the official DAC release, transformers' `DacModel` and `RvqganModel`.
 
-    python -m modeling_rvqgan.convert --from descript weights.pth OUT_DIR   # official DAC .pth (weight-normed)
-    python -m modeling_rvqgan.convert --from dac DAC_DIR OUT_DIR             # a transformers DacModel directory
-    python -m modeling_rvqgan.convert --to dac RVQGAN_DIR OUT_DIR            # for stock transformers, no remote code
+    python -m rvqgan.modeling.convert --from descript weights.pth OUT_DIR   # official DAC .pth (weight-normed)
+    python -m rvqgan.modeling.convert --from dac DAC_DIR OUT_DIR             # a transformers DacModel directory
+    python -m rvqgan.modeling.convert --to dac RVQGAN_DIR OUT_DIR            # for stock transformers, no remote code
 
 Every output directory holds model.safetensors, config.json and preprocessor_config.json.
 """
@@ -146,7 +146,7 @@ def to_dac(model: RvqganModel) -> DacModel:
 
 
 def save_rvqgan(model: RvqganModel, out_dir: str | Path):
-    from feature_extraction import RvqganFeatureExtractor
+    from rvqgan.feature_extraction import RvqganFeatureExtractor
 
     model.save_pretrained(out_dir)
     RvqganFeatureExtractor(
@@ -162,7 +162,7 @@ def save_dac(dac: DacModel, out_dir: str | Path):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m modeling_rvqgan.convert", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m rvqgan.modeling.convert", description=__doc__.split("\n")[0])
     direction = parser.add_mutually_exclusive_group(required=True)
     direction.add_argument(
         "--from", dest="source", choices=["descript", "dac"], help="convert into an RvqganModel directory"

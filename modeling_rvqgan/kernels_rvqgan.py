@@ -1,5 +1,5 @@
 """Kernels that plug into the tiled passes' steps (`inference_rvqgan`) and the training step: the Snake activation with
-one temporary, or compiled into one TorchInductor kernel (`compiled`, also used by `training.snake`), and
+one temporary, or compiled into one TorchInductor kernel (`compiled`, also used by `rvqgan.training.snake`), and
 convolutions as products of DFT spectra. Each equals the arithmetic of `layers_rvqgan` up to float rounding
 (`tests/test_fast_inference.py`), and each checks that it does on a probe input when it is plugged in, falling back to
 the reference op where it does not."""

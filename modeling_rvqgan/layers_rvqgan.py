@@ -46,7 +46,7 @@ def snake(hidden_states: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
 
 class Snake1d(nn.Module):
     """Snake activation, one learnable alpha per channel. `kernel(hidden_states, alpha)` computes it: `snake` by
-    default; training on CPU plugs in fused kernels (`training.snake.FusedSnake`)."""
+    default; training on CPU plugs in fused kernels (`rvqgan.training.snake.FusedSnake`)."""
 
     def __init__(self, channels: int):
         super().__init__()

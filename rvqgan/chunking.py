@@ -12,8 +12,8 @@ from collections.abc import Callable, Iterable, Iterator
 import torch
 from tqdm.auto import tqdm
 
-from modeling_rvqgan import RvqganConfig, RvqganModel
-from modeling_rvqgan.layers_rvqgan import steps_span
+from rvqgan.modeling import RvqganConfig, RvqganModel
+from rvqgan.modeling.layers_rvqgan import steps_span
 
 DEFAULT_WINDOW_SECONDS = 30.0  # eval-mode passes bound their memory themselves; windows recompute ~1 % as context
 Progress = bool | Callable[[int, int], None] | None

@@ -16,7 +16,7 @@ from pathlib import Path
 import transformers
 from tqdm.auto import tqdm
 
-from feature_extraction.audio_io import (
+from rvqgan.feature_extraction.audio_io import (
     AudioFileError,
     check_regular,
     iter_blocks,
@@ -25,7 +25,7 @@ from feature_extraction.audio_io import (
     write_atomically,
     write_audio,
 )
-from modeling_rvqgan import kbps_on_disk
+from rvqgan.modeling import kbps_on_disk
 
 from .codec import compress_blocks, decompress_blocks
 from .container import RvqFormatError, read

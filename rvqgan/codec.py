@@ -7,9 +7,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from feature_extraction import AudioError, check_rate, validate_audio
-from feature_extraction.audio import LoudnessMeter, apply_gain, resample_stream
-from modeling_rvqgan import RvqganModel
+from rvqgan.feature_extraction import AudioError, check_rate, validate_audio
+from rvqgan.feature_extraction.audio import LoudnessMeter, apply_gain, resample_stream
+from rvqgan.modeling import RvqganModel
 
 from .chunking import encode_stream, iter_decode
 from .container import MAX_SAMPLE_RATE, RvqFormatError, RvqHeader, check_span, read, write

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import torch
 
-from modeling_rvqgan import RvqganModel
-from modeling_rvqgan.loading_rvqgan import first_line
+from rvqgan.modeling import RvqganModel
+from rvqgan.modeling.loading_rvqgan import first_line
 
 DEFAULT_MODEL = Path(__file__).with_name("default_model")  # package data: the shipped 44.1 kHz model
 

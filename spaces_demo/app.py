@@ -18,10 +18,10 @@ import numpy as np
 import pandas as pd
 import torch
 from matplotlib.figure import Figure
+from rvqgan.evaluation import baselines, metrics
+from rvqgan.feature_extraction.audio_io import AudioFileError, read_audio, write_audio
+from rvqgan.modeling import kbps_on_disk
 
-from evaluation import baselines, metrics
-from feature_extraction.audio_io import AudioFileError, read_audio, write_audio
-from modeling_rvqgan import kbps_on_disk
 from rvqgan import compress, decompress, load_model
 from rvqgan.container import read, write
 
@@ -43,7 +43,11 @@ HAS_VISQOL = importlib.util.find_spec("visqol") is not None
 VISQOL_MIN_SECONDS = 1.0  # ViSQOL refuses shorter clips
 RANGE_DB = 80  # spectrograms show this many dB below the original's loudest cell
 DIFF_DB = 20  # colour range of the difference spectrograms, +-dB
-METRIC_COLUMNS = {"mel": "mel distance", "si_sdr": "SI-SDR (dB)", "visqol": "ViSQOL"}  # evaluation.metrics.METRICS
+METRIC_COLUMNS = {
+    "mel": "mel distance",
+    "si_sdr": "SI-SDR (dB)",
+    "visqol": "ViSQOL",
+}  # rvqgan.evaluation.metrics.METRICS
 SAMPLES = Path("/usr/share/sonic-pi/samples")  # Debian sonic-pi-samples: CC0 clips from freesound.org
 EXAMPLES = {
     SAMPLES / "loop_amen.flac": "Drum break (music)",

@@ -6,9 +6,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-
-from modeling_rvqgan import RvqganConfig, RvqganModel
-from modeling_rvqgan.configuration_rvqgan import PRESETS
+from rvqgan.modeling import RvqganConfig, RvqganModel
+from rvqgan.modeling.configuration_rvqgan import PRESETS
 
 EXAMPLES = Path(__file__).parent.parent / "examples" / "audio"
 ALSA_SPEECH = Path("/usr/share/sounds/alsa/Front_Center.wav")

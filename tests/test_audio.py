@@ -6,15 +6,14 @@ import pyloudnorm
 import pytest
 import soundfile as sf
 from conftest import EXAMPLES
-
-from feature_extraction.audio import (
+from rvqgan.feature_extraction.audio import (
     apply_gain,
     integrated_loudness,
     normalization_gain_db,
     resample,
     resample_stream,
 )
-from feature_extraction.audio_io import AudioFileError, excerpt, read_audio, read_excerpt
+from rvqgan.feature_extraction.audio_io import AudioFileError, excerpt, read_audio, read_excerpt
 
 
 def noise(channels: int, samples: int, seed: int = 0) -> np.ndarray:

@@ -3,8 +3,8 @@ import math
 import pytest
 import torch
 from conftest import tiny_model
+from rvqgan.modeling import RvqganConfig, RvqganModel
 
-from modeling_rvqgan import RvqganConfig, RvqganModel
 from rvqgan import chunking
 from rvqgan.chunking import decode_chunked, encode_chunked, iter_decode, receptive_field
 

@@ -9,9 +9,9 @@ import pytest
 import soundfile as sf
 import torch
 from conftest import ALSA_SPEECH, EXAMPLES, perturbed, tiny_model
+from rvqgan.modeling import RvqganConfig, RvqganModel
 from safetensors.torch import load_file
 
-from modeling_rvqgan import RvqganConfig, RvqganModel
 from rvqgan import compress, decompress, load_model
 from rvqgan.cli import main
 from rvqgan.container import read, write

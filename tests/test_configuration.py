@@ -2,9 +2,8 @@ import math
 
 import pytest
 import torch
-
-from modeling_rvqgan import RvqganConfig, RvqganModel, kbps_on_disk
-from training.config import load_config
+from rvqgan.modeling import RvqganConfig, RvqganModel, kbps_on_disk
+from rvqgan.training.config import load_config
 
 
 def test_defaults_are_the_paper_44khz_model():

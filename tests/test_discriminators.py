@@ -4,10 +4,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from rvqgan.training.discriminators import RvqganDiscriminator, from_descript_state_dict
+from rvqgan.training.losses import discriminator_loss, generator_losses
 from safetensors.torch import load_file
-
-from training.discriminators import RvqganDiscriminator, from_descript_state_dict
-from training.losses import discriminator_loss, generator_losses
 
 FIXTURES = Path(__file__).parent / "fixtures"
 # small enough for milliseconds, every sub-discriminator kind present

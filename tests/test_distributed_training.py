@@ -115,9 +115,8 @@ def fp16_overflow(trainer) -> dict:
 
 def worker(out: Path):
     from accelerate.utils import gather_object
-
-    from training.config import load_config
-    from training.train import Trainer
+    from rvqgan.training.config import load_config
+    from rvqgan.training.train import Trainer
 
     trainer = Trainer(load_config(TINY, [f"output_dir={out / 'run'}", *QUIET, "batch_size=4"]))
     for scenario in (over_ranks, one_rank_non_finite, fp16_overflow):
@@ -128,8 +127,8 @@ def worker(out: Path):
 
 def timeout_worker(out: Path):
     """Rank 0 waits in a barrier that rank 1 never joins (it waits for rank 0's answer instead)."""
-    from training.config import load_config
-    from training.train import Trainer
+    from rvqgan.training.config import load_config
+    from rvqgan.training.train import Trainer
 
     trainer = Trainer(load_config(TINY, [f"output_dir={out / 'run'}", *QUIET, "collective_timeout_minutes=0.25"]))
     answer = out / "barrier.txt"
@@ -169,7 +168,16 @@ def test_learning_rate_decays_once_per_step_and_any_batch_divides(tmp_path):
     """The lr after 2 steps at gamma 0.5 is a 1-process run's (Accelerate's prepared scheduler stepped once per
     process); a batch of 3 over 2 processes runs (2 + 1 items), and the checkpoint resumes."""
     out = tmp_path / "run"
-    args = ["-m", "training.train", "--config", TINY, f"output_dir={out}", *QUIET, "lr_gamma=0.5", "batch_size=3"]
+    args = [
+        "-m",
+        "rvqgan.training.train",
+        "--config",
+        TINY,
+        f"output_dir={out}",
+        *QUIET,
+        "lr_gamma=0.5",
+        "batch_size=3",
+    ]
     result = launch(*args, "num_steps=2", "checkpoint_every=2")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     logged = metrics(out)
@@ -218,8 +226,8 @@ def test_collective_timeout_is_the_configured_one(tmp_path):
 
 
 def test_batch_rule_works_for_any_process_count():
-    from training.config import load_config
-    from training.train import process_batch_sizes
+    from rvqgan.training.config import load_config
+    from rvqgan.training.train import process_batch_sizes
 
     batch = load_config("44khz").batch_size
     for processes in (1, 2, 8, 16):
@@ -237,9 +245,8 @@ def test_batch_rule_works_for_any_process_count():
 def test_moving_average_lives_on_the_training_device(tmp_path, monkeypatch):
     """Built on `accelerator.device` (here the meta device stands for a GPU) and updated there."""
     from accelerate import Accelerator
-
-    from training.config import load_config
-    from training.train import Trainer
+    from rvqgan.training.config import load_config
+    from rvqgan.training.train import Trainer
 
     monkeypatch.setattr(Accelerator, "device", property(lambda self: torch.device("meta")))
     trainer = Trainer(load_config(TINY, [f"output_dir={tmp_path}", *QUIET, "ema_decay=0.9"]))
@@ -250,8 +257,8 @@ def test_moving_average_lives_on_the_training_device(tmp_path, monkeypatch):
 
 
 def test_resume_with_compile_toggled(tmp_path):
-    from training.config import load_config
-    from training.train import Trainer
+    from rvqgan.training.config import load_config
+    from rvqgan.training.train import Trainer
 
     args = [f"output_dir={tmp_path}", *QUIET]
     for compiled, then in ((False, True), (True, False)):
@@ -266,8 +273,8 @@ def test_resume_with_compile_toggled(tmp_path):
 
 
 def test_validation_split_of_a_local_folder(tmp_path):
-    from training.audio_datasets import open_audio_dataset
-    from training.data import Source, validation_excerpts
+    from rvqgan.training.audio_datasets import open_audio_dataset
+    from rvqgan.training.data import Source, validation_excerpts
 
     rate = 16000
     for split, count in (("train", 3), ("validation", 2)):
@@ -299,8 +306,7 @@ def test_each_rank_streams_only_its_shards(tmp_path):
     read every example and kept one in two)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
-
-    from training.data import ExcerptStream, Source
+    from rvqgan.training.data import ExcerptStream, Source
 
     for source in ("a", "b"):
         (tmp_path / source).mkdir()
@@ -319,7 +325,7 @@ def test_each_rank_streams_only_its_shards(tmp_path):
 def test_batches_read_ahead_resume_exactly():
     """Read ahead by a thread (training on a GPU), batches come in the order read in the step; the state of the last
     batch taken resumes exactly, and so does a new iterator."""
-    from training.data import ExcerptStream, Prefetcher, Source
+    from rvqgan.training.data import ExcerptStream, Prefetcher, Source
 
     def stream():
         return ExcerptStream([Source(str(ROOT / "examples" / "audio"))], 16000, 0.1, seed=1, shuffle_buffer=4)
@@ -340,7 +346,7 @@ def test_batches_read_ahead_resume_exactly():
 def test_resume_at_the_end_of_an_epoch():
     """A state taken after the last file of an epoch resumes into the next epoch (it raised "A whole pass over the
     training data gave no excerpt": the resumed pass had nothing left)."""
-    from training.data import ExcerptStream, Source
+    from rvqgan.training.data import ExcerptStream, Source
 
     def stream():
         return ExcerptStream([Source(str(ROOT / "examples" / "audio"))], 16000, 0.1, seed=1, shuffle_buffer=0)
@@ -357,7 +363,7 @@ def test_resume_at_the_end_of_an_epoch():
 
 
 def test_code_search_is_fp32_under_autocast():
-    from modeling_rvqgan.quantizer_rvqgan import RvqganVectorQuantize
+    from rvqgan.modeling.quantizer_rvqgan import RvqganVectorQuantize
 
     torch.manual_seed(0)
     quantizer = RvqganVectorQuantize(tiny_config(codebook_size=1024, codebook_dim=8))

@@ -13,8 +13,7 @@ import pytest
 import soundfile as sf
 import torch
 from conftest import ALSA_SPEECH, EXAMPLES, real_audio, tiny_model
-
-from evaluation import baselines, metrics
+from rvqgan.evaluation import baselines, metrics
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # librosa: empty mel filters at small windows
 SR = 44100
@@ -271,7 +270,7 @@ def test_quality_report_renders_table_csv_and_plots(tmp_path):
 
 
 def test_make_eval_set_writes_clips_and_licenses(tmp_path):
-    from evaluation.make_eval_set import CLIPS, build
+    from rvqgan.evaluation.make_eval_set import CLIPS, build
 
     for paths in CLIPS.values():
         real_audio(paths[0])
@@ -288,8 +287,7 @@ def test_make_eval_set_writes_clips_and_licenses(tmp_path):
 @pytest.mark.parametrize("name", ["mel", "si_sdr", "stft"])
 def test_evaluate_modules_give_the_mean_of_the_plain_functions(name):
     import evaluate
-
-    from evaluation.metrics import METRICS
+    from rvqgan.evaluation.metrics import METRICS
 
     rng = np.random.default_rng(0)
     references = [0.1 * rng.standard_normal(8000).astype(np.float32) for _ in range(2)]
@@ -301,8 +299,8 @@ def test_evaluate_modules_give_the_mean_of_the_plain_functions(name):
 
 
 def test_unseen_set_reads_only_evaluation_only_packages_that_training_never_reads():
-    from evaluation.make_eval_set import EVALUATION_ONLY, UNSEEN
-    from training.make_default_data import ROOTS
+    from rvqgan.evaluation.make_eval_set import EVALUATION_ONLY, UNSEEN
+    from rvqgan.training.make_default_data import ROOTS
 
     clips = [path for paths in UNSEEN.values() for path in paths]
     assert len(clips) >= 12 and set(UNSEEN) == {"music", "speech", "general"}
@@ -311,8 +309,8 @@ def test_unseen_set_reads_only_evaluation_only_packages_that_training_never_read
 
 
 def test_make_default_data_refuses_an_evaluation_only_source(monkeypatch):
-    from evaluation.make_eval_set import UNSEEN
-    from training import make_default_data
+    from rvqgan.evaluation.make_eval_set import UNSEEN
+    from rvqgan.training import make_default_data
 
     clip = UNSEEN["music"][0]
     monkeypatch.setattr(make_default_data, "candidates", lambda: {"music": [("tuxpaint", clip)]})

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import tiny_model
+from rvqgan.modeling import inference_rvqgan, kernels_rvqgan, layers_rvqgan
 
-from modeling_rvqgan import inference_rvqgan, kernels_rvqgan, layers_rvqgan
 from rvqgan.chunking import decode_chunked, encode_chunked, receptive_field
 
 RATIOS = [[2, 4, 4], [2, 5], [3, 5, 2]]

@@ -4,8 +4,7 @@ import logging
 import numpy as np
 import pytest
 import torch
-
-from feature_extraction import RvqganFeatureExtractor
+from rvqgan.feature_extraction import RvqganFeatureExtractor
 
 SR = 44100
 

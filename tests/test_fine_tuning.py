@@ -1,5 +1,5 @@
 """`init_from`: training starts from a model folder, and from its discriminator when the folder has one (the layout of
-`training.export_default` and `training.push_to_hub`, e.g. the shipped default model)."""
+`rvqgan.training.export_default` and `rvqgan.training.push_to_hub`, e.g. the shipped default model)."""
 
 import copy
 import subprocess
@@ -8,11 +8,10 @@ from pathlib import Path
 
 import torch
 from conftest import ALSA_SPEECH, real_audio, tiny_config
-
-from modeling_rvqgan import RvqganModel
-from training.config import load_config
-from training.discriminators import RvqganDiscriminator
-from training.train import Trainer
+from rvqgan.modeling import RvqganModel
+from rvqgan.training.config import load_config
+from rvqgan.training.discriminators import RvqganDiscriminator
+from rvqgan.training.train import Trainer
 
 ROOT = Path(__file__).parent.parent
 TINY = str(ROOT / "training" / "configs" / "tiny.yaml")
@@ -44,7 +43,7 @@ def test_a_discriminator_that_does_not_fit_the_config_is_a_one_line_error(tmp_pa
     real_audio(ALSA_SPEECH)
     saved_folder(tmp_path / "model", {"periods": (2,), "fft_sizes": (512,), "period_channels": (4, 4, 4, 4, 4)})
     result = subprocess.run(
-        [sys.executable, "-m", "training.train", "--config", TINY, f"output_dir={tmp_path / 'run'}"]
+        [sys.executable, "-m", "rvqgan.training.train", "--config", TINY, f"output_dir={tmp_path / 'run'}"]
         + [f"init_from={tmp_path / 'model'}"],
         cwd=ROOT,
         capture_output=True,

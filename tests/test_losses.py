@@ -3,10 +3,9 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from rvqgan.evaluation.metrics import mel_distance, stft_distance
+from rvqgan.training.losses import MelSpectrogramLoss, MultiScaleSTFTLoss, discriminator_loss, generator_losses
 from safetensors.torch import load_file
-
-from evaluation.metrics import mel_distance, stft_distance
-from training.losses import MelSpectrogramLoss, MultiScaleSTFTLoss, discriminator_loss, generator_losses
 
 FIXTURE = Path(__file__).parent / "fixtures" / "descript_training" / "outputs.safetensors"
 

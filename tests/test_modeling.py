@@ -1,10 +1,9 @@
 import pytest
 import torch
 from conftest import tiny_model
+from rvqgan.feature_extraction import RvqganFeatureExtractor
+from rvqgan.modeling import RvqganModel
 from safetensors import safe_open
-
-from feature_extraction import RvqganFeatureExtractor
-from modeling_rvqgan import RvqganModel
 
 HOP = 32
 

@@ -1,5 +1,6 @@
 """The installed package, outside the checkout: a new venv with `pip install ".[train,eval]"` (a regular install, not
-editable) runs every `python -m` entry point's `--help`, the `rvqgan` command, the shipped model and configs.
+editable) holds only the `rvqgan` namespace and runs every `python -m` entry point's `--help`, the `rvqgan` command,
+the shipped model and configs.
 
 The new venv sees the dependencies of the test environment through a `.pth` line (so pip finds them installed and
 nothing is downloaded), but not the checkout: commands run in an empty folder without PYTHONPATH."""
@@ -16,14 +17,14 @@ pytestmark = pytest.mark.slow  # builds a venv
 
 ROOT = Path(__file__).resolve().parent.parent
 ENTRY_POINTS = [
-    "training.train",
-    "training.make_default_data",
-    "training.tokenize_dataset",
-    "training.push_to_hub",
-    "training.plot_curves",
-    "training.export_default",
-    "modeling_rvqgan.convert",
-    "evaluation.make_eval_set",
+    "rvqgan.training.train",
+    "rvqgan.training.make_default_data",
+    "rvqgan.training.tokenize_dataset",
+    "rvqgan.training.push_to_hub",
+    "rvqgan.training.plot_curves",
+    "rvqgan.training.export_default",
+    "rvqgan.modeling.convert",
+    "rvqgan.evaluation.make_eval_set",
     "rvqgan.cli",
 ]
 
@@ -67,7 +68,7 @@ def test_entry_point_help_runs_from_the_installed_package(installed, tmp_path, m
 
 def test_installed_package_is_not_the_checkout_and_ships_model_and_configs(installed, tmp_path):
     code = (
-        "import rvqgan, training.config as c, pathlib, sys; from rvqgan import load_model; "
+        "import rvqgan, rvqgan.training.config as c, pathlib, sys; from rvqgan import load_model; "
         "assert not pathlib.Path(rvqgan.__file__).is_relative_to(sys.argv[1]), rvqgan.__file__; "
         "m, _ = load_model(None); print(m.config.sampling_rate, m.config.n_codebooks); "
         "print(*sorted(p.stem for p in c.CONFIGS.glob('*.yaml'))); print(c.load_config('tiny').batch_size)"
@@ -80,3 +81,15 @@ def test_installed_package_is_not_the_checkout_and_ships_model_and_configs(insta
     assert int(batch) > 0
     command = run(installed.parent / "rvqgan", tmp_path, "--help")  # the console script
     assert command.returncode == 0 and command.stdout.startswith("usage: rvqgan"), command.stderr[-2000:]
+
+
+def test_installs_only_rvqgan_named_top_level_packages(installed, tmp_path):
+    code = (
+        "from importlib.metadata import distribution; "
+        "files = distribution('rvqgan').files; "
+        "print(*sorted({f.parts[0] for f in files if f.suffix == '.py' and f.parts[0] != '..'}))"
+    )
+    result = run(installed, tmp_path, "-c", code)
+    assert result.returncode == 0, result.stderr[-2000:]
+    top_level = result.stdout.split()
+    assert top_level == ["rvqgan"], top_level

@@ -5,12 +5,11 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import TINY, perturbed
+from rvqgan.modeling import RvqganConfig, RvqganModel
+from rvqgan.modeling.convert import from_dac, from_descript, to_dac
+from rvqgan.modeling.convert import main as convert
 from safetensors.torch import load_file
 from transformers import DacConfig, DacModel
-
-from modeling_rvqgan import RvqganConfig, RvqganModel
-from modeling_rvqgan.convert import from_dac, from_descript, to_dac
-from modeling_rvqgan.convert import main as convert
 
 FIXTURES = Path(__file__).parent / "fixtures" / "descript"
 DAC_FIELDS = {k: v for k, v in TINY.items()}

@@ -39,7 +39,7 @@ emit({"codes": codes.tolist(), "module": type(model).__module__})
 def push(hub, checkpoint, home, *extra):
     env = {**hub.client_env(), "HF_HOME": str(home), "HF_TOKEN": "hf_test", "PATH": "/usr/bin:/bin"}
     return subprocess.run(
-        [sys.executable, "-m", "training.push_to_hub", str(checkpoint), "--repo-id", REPO, *extra],
+        [sys.executable, "-m", "rvqgan.training.push_to_hub", str(checkpoint), "--repo-id", REPO, *extra],
         env=env,
         capture_output=True,
         text=True,
@@ -148,7 +148,7 @@ def test_our_class_loads_by_repo_id_without_remote_code(hub, tmp_path):
         hub,
         """
         import torch
-        from modeling_rvqgan import RvqganModel
+        from rvqgan.modeling import RvqganModel
         model = RvqganModel.from_pretrained("org/rvqgan-44khz").eval()
         audio = 0.3 * torch.randn(3000, generator=torch.Generator().manual_seed(0))
         with torch.no_grad():
@@ -172,7 +172,7 @@ def test_push_to_a_branch_leaves_main_alone(hub, tmp_path):
         hub,
         """
         import torch
-        from modeling_rvqgan import RvqganModel
+        from rvqgan.modeling import RvqganModel
         model = RvqganModel.from_pretrained("org/rvqgan-44khz", revision="v2").eval()
         audio = 0.3 * torch.randn(3000, generator=torch.Generator().manual_seed(0))
         with torch.no_grad():

@@ -16,8 +16,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 from conftest import EXAMPLES, TINY, tiny_model
-
-from modeling_rvqgan import RvqganConfig
+from rvqgan.modeling import RvqganConfig
 
 ROOT = Path(__file__).parent.parent
 ARTIFACTS = Path(__file__).parent / "artifacts"
@@ -81,9 +80,9 @@ def client(space):
 
 def test_api_compares_a_real_clip_at_two_bitrates_with_the_eval_librarys_numbers(space, client, tmp_path):
     from gradio_client import handle_file
+    from rvqgan.evaluation import baselines, metrics
+    from rvqgan.feature_extraction.audio_io import read_audio
 
-    from evaluation import baselines, metrics
-    from feature_extraction.audio_io import read_audio
     from rvqgan import compress, decompress, load_model
 
     _, app, model_dir = space

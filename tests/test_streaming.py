@@ -11,10 +11,10 @@ import pytest
 import soundfile as sf
 import torch
 from conftest import tiny_model
+from rvqgan.feature_extraction import audio_io
+from rvqgan.feature_extraction.audio import LoudnessMeter
+from rvqgan.feature_extraction.audio_io import read_audio
 
-from feature_extraction import audio_io
-from feature_extraction.audio import LoudnessMeter
-from feature_extraction.audio_io import read_audio
 from rvqgan import chunking, compress, decompress
 from rvqgan.chunking import encode_chunked, encode_stream
 from rvqgan.cli import main

@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 import torch
 from conftest import EXAMPLES, perturbed, tiny_model
+from rvqgan.feature_extraction.audio import mono_at
+from rvqgan.feature_extraction.audio_io import read_audio
+from rvqgan.modeling import RvqganConfig, RvqganModel
 
-from feature_extraction.audio import mono_at
-from feature_extraction.audio_io import read_audio
-from modeling_rvqgan import RvqganConfig, RvqganModel
 from rvqgan import load_model
 
 RATIOS = [[2, 4, 4], [2, 5], [3, 5, 2]]

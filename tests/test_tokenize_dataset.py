@@ -1,4 +1,4 @@
-"""training.tokenize_dataset: sharded, resumable Parquet output, with 2 processes under `accelerate launch`."""
+"""rvqgan.training.tokenize_dataset: sharded, resumable Parquet output, with 2 processes under `accelerate launch`."""
 
 import json
 import os
@@ -10,9 +10,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 from conftest import ALSA_SPEECH, EXAMPLES, accelerate_launch, real_audio, tiny_model
-
-from feature_extraction.tokenizer import AudioTokenizer
-from training import tokenize_dataset  # noqa: E402
+from rvqgan.feature_extraction.tokenizer import AudioTokenizer
+from rvqgan.training import tokenize_dataset  # noqa: E402
 
 ROOT = Path(__file__).parent.parent
 N_CLIPS = 7
@@ -86,14 +85,14 @@ def first_shards_only(write_shard, n: int):
 CRASHED_AFTER_ONE_SHARD = """
 import sys
 from tests.test_tokenize_dataset import first_shards_only
-from training import tokenize_dataset
+from rvqgan.training import tokenize_dataset
 
 tokenize_dataset.write_shard = first_shards_only(tokenize_dataset.write_shard, 1)
 sys.exit(tokenize_dataset.main())
 """
 
 
-def launch(argv, processes=2, script=("-m", "training.tokenize_dataset")):
+def launch(argv, processes=2, script=("-m", "rvqgan.training.tokenize_dataset")):
     """`accelerate launch` of `script` with `processes` CPU processes (`conftest.accelerate_launch`)."""
     command = [*accelerate_launch(processes), *script, *argv]
     env = {

@@ -9,10 +9,9 @@ import soundfile as sf
 import soxr
 import torch
 from conftest import ALSA_SPEECH, EXAMPLES, real_audio, tiny_model
-
-from feature_extraction import RvqganFeatureExtractor
-from feature_extraction.layouts import LAYOUTS, default_pad_id, from_layout, layout_frames, to_layout, vocab_size
-from feature_extraction.tokenizer import AudioTokenizer, load_audio
+from rvqgan.feature_extraction import RvqganFeatureExtractor
+from rvqgan.feature_extraction.layouts import LAYOUTS, default_pad_id, from_layout, layout_frames, to_layout, vocab_size
+from rvqgan.feature_extraction.tokenizer import AudioTokenizer, load_audio
 
 ALSA = ALSA_SPEECH.parent
 

@@ -15,15 +15,15 @@ import pytest
 import soundfile as sf
 import torch
 from conftest import ALSA_SPEECH, accelerate_launch, real_audio
+from rvqgan.training.checkpoint import checkpoints, save_checkpoint
+from rvqgan.training.config import load_config
+from rvqgan.training.data import ExcerptStream, Source, loudness, validation_excerpts
+from rvqgan.training.discriminators import RvqganDiscriminator
+from rvqgan.training.export_default import export
+from rvqgan.training.plot_curves import plot
+from rvqgan.training.train import Trainer
 
 from benchmarks.quality import _write_csv, summarize
-from training.checkpoint import checkpoints, save_checkpoint
-from training.config import load_config
-from training.data import ExcerptStream, Source, loudness, validation_excerpts
-from training.discriminators import RvqganDiscriminator
-from training.export_default import export
-from training.plot_curves import plot
-from training.train import Trainer
 
 ROOT = Path(__file__).parent.parent
 TINY = str(ROOT / "training" / "configs" / "tiny.yaml")
@@ -36,8 +36,8 @@ def metrics(output_dir: Path) -> dict[int, dict]:
 
 
 def run_training(*args, processes: int = 1, env=None, wait=True):
-    """`accelerate launch` of `training.train` with the tiny config (`conftest.accelerate_launch`)."""
-    command = [*accelerate_launch(processes), "-m", "training.train", "--config", TINY, *args]
+    """`accelerate launch` of `rvqgan.training.train` with the tiny config (`conftest.accelerate_launch`)."""
+    command = [*accelerate_launch(processes), "-m", "rvqgan.training.train", "--config", TINY, *args]
     env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
     if not wait:
         return subprocess.Popen(
@@ -117,7 +117,7 @@ def test_two_processes_with_gloo(tmp_path, speech_and_music):
     table = "| rvqgan | 7.75 | 6.9 | 2.5 | 4.0 | 3.0 | 5.0 | – | – | – |"
     assert card.index(f"| unseen {table}") < card.index(f"| held-out {table}")  # in the order given
     assert (shipped / "curves.png").read_bytes()[:4] == b"\x89PNG"
-    from modeling_rvqgan import RvqganModel
+    from rvqgan.modeling import RvqganModel
 
     best = RvqganModel.from_pretrained(out / "best").state_dict()
     assert all(torch.equal(best[k], v) for k, v in RvqganModel.from_pretrained(shipped).state_dict().items())
@@ -251,7 +251,7 @@ def test_config_overrides_and_errors(tmp_path):
     with pytest.raises(ValueError, match="key=value"):
         load_config(TINY, ["batch_size"])
     result = subprocess.run(
-        [sys.executable, "-m", "training.train", "--config", TINY, "num_step=3"],
+        [sys.executable, "-m", "rvqgan.training.train", "--config", TINY, "num_step=3"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -307,7 +307,7 @@ def test_resume_on_another_validation_set_chooses_best_afresh(tmp_path, speech_a
 
 
 def test_selection_recordings_are_held_out_of_training(tmp_path):
-    from training.make_default_data import SELECTION, SELECTION_SECONDS, hold_out, recording
+    from rvqgan.training.make_default_data import SELECTION, SELECTION_SECONDS, hold_out, recording
 
     rate = 8000
     for copy in ("a", "b"):
@@ -329,8 +329,8 @@ def test_selection_recordings_are_held_out_of_training(tmp_path):
 
 
 def test_training_record_scores_only_the_current_validation_clips(tmp_path):
-    from modeling_rvqgan import RvqganConfig
-    from training.export_default import training_record
+    from rvqgan.modeling import RvqganConfig
+    from rvqgan.training.export_default import training_record
 
     rows = [
         {"step": 250, "val/mel": 3.0},
@@ -347,7 +347,7 @@ def test_training_record_scores_only_the_current_validation_clips(tmp_path):
 
 
 def test_moving_average_is_validated_exported_and_resumed(tmp_path, speech_and_music):
-    from modeling_rvqgan import RvqganModel
+    from rvqgan.modeling import RvqganModel
 
     args = [
         f"output_dir={tmp_path}",

@@ -6,11 +6,10 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from training.config import load_config
-from training.discriminators import RvqganDiscriminator
-from training.losses import discriminator_loss
-from training.train import Trainer, split_fmaps
+from rvqgan.training.config import load_config
+from rvqgan.training.discriminators import RvqganDiscriminator
+from rvqgan.training.losses import discriminator_loss
+from rvqgan.training.train import Trainer, split_fmaps
 
 TINY = str(Path(__file__).parent.parent / "training" / "configs" / "tiny.yaml")
 
@@ -18,8 +17,8 @@ TINY = str(Path(__file__).parent.parent / "training" / "configs" / "tiny.yaml")
 @pytest.mark.slow
 @pytest.mark.parametrize("shape", [(2, 3, 50), (1, 16, 7), (4, 8, 1000)])
 def test_fused_snake_equals_autograd_through_the_layer(shape):
-    from modeling_rvqgan.layers_rvqgan import snake
-    from training.snake import FusedSnake
+    from rvqgan.modeling.layers_rvqgan import snake
+    from rvqgan.training.snake import FusedSnake
 
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(shape, generator=generator, dtype=torch.float64) * 3
@@ -40,8 +39,8 @@ def test_fused_snake_equals_autograd_through_the_layer(shape):
 def test_trainer_uses_the_fused_snake_where_its_kernels_are_right(tmp_path):
     """Fused where both compiled kernels passed their check; the eager `snake` where one failed it (as with
     ATEN_CPU_CAPABILITY=avx2 on an AVX-512 machine), never a wrong kernel."""
-    from modeling_rvqgan.layers_rvqgan import Snake1d, snake
-    from training.snake import FusedSnake, kernels, snake_backward
+    from rvqgan.modeling.layers_rvqgan import Snake1d, snake
+    from rvqgan.training.snake import FusedSnake, kernels, snake_backward
 
     trainer = Trainer(load_config(TINY, [f"output_dir={tmp_path}", "data.validation=[]"]))
     forward, backward = kernels(torch.device("cpu"), torch.float32, torch.float32)
@@ -67,7 +66,7 @@ def test_one_discriminator_pass_over_fake_and_real_equals_two():
 def miscompiling(monkeypatch):
     """TorchInductor's compile replaced by one whose kernels are off by 1 % (the graph itself runs: no compilation),
     with empty kernel caches of their own for the test."""
-    from training import snake
+    from rvqgan.training import snake
 
     def wrong(graph, inputs, **options):
         def kernel(*args):
@@ -82,9 +81,8 @@ def miscompiling(monkeypatch):
 
 def test_a_wrong_training_kernel_falls_back_to_the_eager_snake(miscompiling):
     from conftest import tiny_model
-
-    from modeling_rvqgan.layers_rvqgan import Snake1d, snake
-    from training.snake import use_fused_snake
+    from rvqgan.modeling.layers_rvqgan import Snake1d, snake
+    from rvqgan.training.snake import use_fused_snake
 
     model = tiny_model()
     with pytest.warns(UserWarning, match="results are wrong on a probe"):

@@ -1,7 +1,7 @@
 """Training audio: random excerpts streamed from any number of `datasets` sources, as DAC's recipe prepares them.
 
-Each source is opened with `Audio(decode=False)` (see `training.audio_datasets`) and streamed; sources are mixed with
-`interleave_datasets` at the given probabilities (equal by default, as DAC samples its groups) and split across
+Each source is opened with `Audio(decode=False)` (see `rvqgan.training.audio_datasets`) and streamed; sources are mixed
+with `interleave_datasets` at the given probabilities (equal by default, as DAC samples its groups) and split across
 processes with `split_dataset_by_node`, by shards; a buffer of excerpts shuffles the order. From each file one random
 excerpt is read by seeking (soundfile reads only those samples), made mono, resampled to the model rate (soxr),
 normalised to -16 LUFS (BS.1770, the excerpt zero-padded to 0.5 s for the measurement as audiotools does, floored at
@@ -20,10 +20,9 @@ import scipy.signal
 import torch
 from datasets import interleave_datasets
 from datasets.distributed import split_dataset_by_node
-
-from feature_extraction.audio import apply_gain, integrated_loudness, mono_at, normalization_gain_db
-from feature_extraction.audio_io import excerpt, read_excerpt
-from feature_extraction.tokenizer import load_audio
+from rvqgan.feature_extraction.audio import apply_gain, integrated_loudness, mono_at, normalization_gain_db
+from rvqgan.feature_extraction.audio_io import excerpt, read_excerpt
+from rvqgan.feature_extraction.tokenizer import load_audio
 
 from .audio_datasets import open_audio_dataset
 

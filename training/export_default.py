@@ -1,14 +1,14 @@
 """Copy the default model's training run into the package, so that a new machine continues from it.
 
-    python -m training.export_default ~/.cache/rvqgan/runs/default \
+    python -m rvqgan.training.export_default ~/.cache/rvqgan/runs/default \
         [--quality unseen=benchmarks/results/unseen_default_model --quality held-out=benchmarks/results/default_model]
 
 Writes `rvqgan/default_model/`: the run's `best/` generator (the lowest validation mel distance: `model.safetensors`,
 `config.json`, `preprocessor_config.json`) and, in `discriminator/`, the discriminator of the newest checkpoint
-(`RvqganDiscriminator.from_pretrained`), each file at most 16 MB; `curves.png` (`training.plot_curves`);
+(`RvqganDiscriminator.from_pretrained`), each file at most 16 MB; `curves.png` (`rvqgan.training.plot_curves`);
 `training.md` (recipe, compute, validation scores), `eval_results.json` (the all-clips rows of `benchmarks.quality`
 summaries, when given, each labelled with its evaluation set, in the order given: the card's table leads with the
-first) and the model card `README.md` made from them (`training.model_card`).
+first) and the model card `README.md` made from them (`rvqgan.training.model_card`).
 `scripts/train_default.sh` starts from these weights when it finds no run.
 """
 
@@ -20,10 +20,9 @@ import shutil
 import sys
 from pathlib import Path
 
+from rvqgan.modeling import RvqganConfig
 from safetensors.torch import load_model
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-from modeling_rvqgan import RvqganConfig
 
 from .checkpoint import checkpoints
 from .config import load_config
@@ -63,10 +62,10 @@ def training_record(run_dir: Path, config_path: Path, step: int, model: RvqganCo
     best = min(validation, key=lambda row: row["val/mel"], default=None)  # what best/ holds
     hours = training_hours(run_dir)
     lines = [
-        "Trained from scratch on CPU with `training.train` (`training/configs/default.yaml`), data from "
-        "`training.make_default_data`: speech, music and general sound from Debian packages (real voices, game "
+        "Trained from scratch on CPU with `rvqgan.training.train` (`training/configs/default.yaml`), data from "
+        "`rvqgan.training.make_default_data`: speech, music and general sound from Debian packages (real voices, game "
         "soundtracks, instrument samples, desktop and game sounds; each package's licence in `LICENSES.md` of the "
-        "rvqgan sources), mixed in equal shares; the evaluation clips of `evaluation.make_eval_set` held out.",
+        "rvqgan sources), mixed in equal shares; the evaluation clips of `rvqgan.evaluation.make_eval_set` held out.",
         "",
         f"- Architecture: the paper's model at {model.sampling_rate} Hz (hop {model.hop_length}, {model.n_codebooks} x "
         f"{model.codebook_size} codes) at encoder width {model.encoder_hidden_size} and decoder width "

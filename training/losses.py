@@ -6,9 +6,8 @@ The waveform loss is plain `F.l1_loss`; the codebook and commitment losses come 
 
 import torch
 import torch.nn.functional as F
+from rvqgan.evaluation.metrics import CLAMP_EPS, MEL_N_MELS, MEL_WINDOWS, STFT_WINDOWS, mel_filters, spectral_l1
 from torch import nn
-
-from evaluation.metrics import CLAMP_EPS, MEL_N_MELS, MEL_WINDOWS, STFT_WINDOWS, mel_filters, spectral_l1
 
 
 class MelSpectrogramLoss(nn.Module):

@@ -4,8 +4,7 @@ import json
 from pathlib import Path
 
 from huggingface_hub import ModelCard, ModelCardData
-
-from modeling_rvqgan import RvqganConfig
+from rvqgan.modeling import RvqganConfig
 
 TEMPLATE = Path(__file__).with_name("model_card_template.md")
 TAGS = ["audio", "audio-codec", "neural-codec", "rvqgan", "custom_code"]

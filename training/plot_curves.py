@@ -1,6 +1,6 @@
 """Training curves of a run as one PNG: the generator's losses and the validation scores against the step.
 
-python -m training.plot_curves runs/default --out curves.png
+python -m rvqgan.training.plot_curves runs/default --out curves.png
 """
 
 import argparse

@@ -1,7 +1,7 @@
 """Publish a checkpoint folder to the Hub: safetensors weights, config, feature extractor, remote code and a card,
 with the folder's `discriminator/` (safetensors) and `curves.png` when it has them (as `rvqgan/default_model` does).
 
-    python -m training.push_to_hub CHECKPOINT_DIR --repo-id org/rvqgan-44khz [--private] [--revision BRANCH]
+    python -m rvqgan.training.push_to_hub CHECKPOINT_DIR --repo-id org/rvqgan-44khz [--private] [--revision BRANCH]
 
 Everything is checked before anything is uploaded, and the upload is one commit.
 """
@@ -13,12 +13,11 @@ import tempfile
 from pathlib import Path
 
 from huggingface_hub import HfApi
+from rvqgan.feature_extraction import RvqganFeatureExtractor
+from rvqgan.modeling import RvqganConfig, RvqganModel
+from rvqgan.modeling.convert import load_strict
 from safetensors import SafetensorError
 from safetensors.torch import load_file
-
-from feature_extraction import RvqganFeatureExtractor
-from modeling_rvqgan import RvqganConfig, RvqganModel
-from modeling_rvqgan.convert import load_strict
 
 from .discriminators import RvqganDiscriminator
 from .model_card import model_card
@@ -88,7 +87,7 @@ def push(checkpoint_dir: str | Path, repo_id: str, private: bool = False, revisi
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m training.push_to_hub", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m rvqgan.training.push_to_hub", description=__doc__.split("\n")[0])
     parser.add_argument("checkpoint_dir")
     parser.add_argument("--repo-id", required=True, help="e.g. org/rvqgan-44khz")
     parser.add_argument("--private", action="store_true")

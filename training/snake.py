@@ -10,9 +10,8 @@ With y = x + sin^2(a x) / (a + eps):
 import functools
 
 import torch
-
-from modeling_rvqgan.kernels_rvqgan import compiled
-from modeling_rvqgan.layers_rvqgan import Snake1d, inverse_alpha, snake
+from rvqgan.modeling.kernels_rvqgan import compiled
+from rvqgan.modeling.layers_rvqgan import Snake1d, inverse_alpha, snake
 
 
 def snake_backward(grad: torch.Tensor, hidden_states: torch.Tensor, alpha: torch.Tensor):

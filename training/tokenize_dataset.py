@@ -1,6 +1,6 @@
 """Tokenize an audio dataset into codec codes for language-model pretraining, as resumable Parquet shards.
 
-    accelerate launch -m training.tokenize_dataset --dataset audiofolder --data-dir clips/ --output codes/ \
+    accelerate launch -m rvqgan.training.tokenize_dataset --dataset audiofolder --data-dir clips/ --output codes/ \
         --model DIR [--kbps 6 | --n-quantizers 6] [--layout codes|flat|delay] [--streaming] \
         [--batch-size 16] [--shard-size 1000] [--keep-columns text speaker_id]
 
@@ -16,7 +16,7 @@ same settings and model weights (checked against `.rvqgan_tokenize.json`), exist
 is written twice or dropped and all codes come from one model; changing `--shard-size` or the number of processes
 needs a fresh `--output`.
 
-Each row holds `audio_codes` (int16, `(n_q, T')` for the "codes" layout, see `feature_extraction.layouts`),
+Each row holds `audio_codes` (int16, `(n_q, T')` for the "codes" layout, see `rvqgan.feature_extraction.layouts`),
 `n_frames` (`T' = ceil(samples_at_model_rate / hop)`) and the kept columns (all non-audio columns by default;
 `audio_path` keeps the audio file's path). Load it back with `load_dataset("parquet", data_dir=OUTPUT)`.
 """
@@ -94,8 +94,7 @@ def parse_args(argv=None):
 
 def load(args):
     from accelerate import PartialState
-
-    from training.audio_datasets import open_audio_dataset
+    from rvqgan.training.audio_datasets import open_audio_dataset
 
     try:
         return open_audio_dataset(
@@ -169,9 +168,9 @@ def main(argv=None):
     from accelerate import PartialState
     from accelerate.utils import gather_object
     from datasets.distributed import split_dataset_by_node
+    from rvqgan.feature_extraction.tokenizer import AudioTokenizer
     from tqdm.auto import tqdm
 
-    from feature_extraction.tokenizer import AudioTokenizer
     from rvqgan.models import load_model, weights_digest
 
     # without CUDA, cpu=True makes a torchrun-style launch (`accelerate launch --multi_gpu`) a gloo process group

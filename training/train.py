@@ -1,19 +1,19 @@
 """Train the codec with the paper's GAN recipe, on streamed `datasets` audio, with Accelerate.
 
-    accelerate launch -m training.train --config training/configs/44khz.yaml [--resume] [key.sub=value ...]
+    accelerate launch -m rvqgan.training.train --config training/configs/44khz.yaml [--resume] [key.sub=value ...]
 
 Each step runs the generator once, then the discriminator step on the detached reconstruction, then the generator step
 (mel 15, feature matching 2, adversarial 1, commitment 0.25, codebook 1). The first `reconstruction_steps` steps (0 in
 the paper's recipe) train the generator alone on the mel, commitment and codebook losses, the discriminator not run.
 With `ema_decay`, validation and the exported folders use a moving average of the generator's weights (updated after
 every step, on the training device, part of the checkpoint). Snake's forward and backward are compiled kernels where
-TorchInductor compiles them (`training.snake`). `batch_size` is global: split over processes as evenly as it goes (the
-first processes take one more where it does not divide), each process's losses weighted by its share, so that every
+TorchInductor compiles them (`rvqgan.training.snake`). `batch_size` is global: split over processes as evenly as it goes
+(the first processes take one more where it does not divide), each process's losses weighted by its share, so that every
 item counts the same; the learning rate decays once per optimizer step, whatever the number of processes.
-Writes to `output_dir`: `checkpoints/step-N/` (resumable, see `training.checkpoint`), `logs/` (TensorBoard: losses, lr,
-gradient norms, codebook usage, validation audio and mel spectrograms), `metrics.jsonl` (the logged scalars), `best/`
-(the generator with the lowest validation mel distance) and at the end `model/` (the generator, a transformers folder
-with its feature extractor, ready for `training.push_to_hub`) and `discriminator/`.
+Writes to `output_dir`: `checkpoints/step-N/` (resumable, see `rvqgan.training.checkpoint`), `logs/` (TensorBoard:
+losses, lr, gradient norms, codebook usage, validation audio and mel spectrograms), `metrics.jsonl` (the logged
+scalars), `best/` (the generator with the lowest validation mel distance) and at the end `model/` (the generator, a
+transformers folder with its feature extractor, ready for `rvqgan.training.push_to_hub`) and `discriminator/`.
 """
 
 import argparse
@@ -29,14 +29,13 @@ import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import InitProcessGroupKwargs, gather_object, set_seed
+from rvqgan.evaluation.metrics import mel_distance, si_sdr, stft_distance
+from rvqgan.feature_extraction import RvqganFeatureExtractor
+from rvqgan.modeling import RvqganConfig, RvqganModel, load_pretrained
 from safetensors import SafetensorError
 from safetensors.torch import load_model
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
-
-from evaluation.metrics import mel_distance, si_sdr, stft_distance
-from feature_extraction import RvqganFeatureExtractor
-from modeling_rvqgan import RvqganConfig, RvqganModel, load_pretrained
 
 from .checkpoint import checkpoints, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .config import TrainConfig, load_config
@@ -128,7 +127,7 @@ class Trainer:
         self.model_config = generator.config
         discriminator = RvqganDiscriminator(sampling_rate=self.model_config.sampling_rate, **config.discriminator)
         trained = Path(config.init_from or "") / "discriminator" / "model.safetensors"
-        if config.init_from and trained.is_file():  # a folder of training.export_default or push_to_hub
+        if config.init_from and trained.is_file():  # a folder of rvqgan.training.export_default or push_to_hub
             try:
                 load_model(discriminator, str(trained))
             except (RuntimeError, SafetensorError) as error:

@@ -1,5 +1,5 @@
 """`evaluate.load` script for the visqol metric (see evaluation/evaluate_module.py)."""
 
-from evaluation.evaluate_module import metric_class
+from rvqgan.evaluation.evaluate_module import metric_class
 
 Visqol = metric_class("visqol")

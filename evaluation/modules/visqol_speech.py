@@ -1,5 +1,5 @@
 """`evaluate.load` script for the visqol_speech metric (see evaluation/evaluate_module.py)."""
 
-from evaluation.evaluate_module import metric_class
+from rvqgan.evaluation.evaluate_module import metric_class
 
 VisqolSpeech = metric_class("visqol_speech")
