@@ -23,6 +23,7 @@ run="$home/runs/default"
 if ! ls -d "$run/checkpoints/step-"* >/dev/null 2>&1 && [ -f rvqgan/default_model/model.safetensors ]; then
   mkdir -p "$run"
   echo "init_from=rvqgan/default_model reconstruction_steps=0" > "$run/continued.args"
+  cp rvqgan/default_model/training.md "$run/continued_from.md"  # their record, for the card of what this run ships
 fi
 init=()
 [ -f "$run/continued.args" ] && read -ra init < "$run/continued.args"

@@ -346,6 +346,24 @@ def test_training_record_scores_only_the_current_validation_clips(tmp_path):
     assert "These weights: step 750 (validation mel 1.500" in record
 
 
+def test_training_record_of_a_continued_run_counts_on_from_its_starting_weights(tmp_path):
+    from rvqgan.modeling import RvqganConfig
+    from rvqgan.training.export_default import training_record
+
+    earlier = "- Compute: 10000 steps, 8.8 wall-clock hours, 17.6 CPU-core hours.\n- These weights: step 9500 (...)."
+    (tmp_path / "continued_from.md").write_text(earlier + "\n\n![training curves](curves.png)\n")
+    (tmp_path / "metrics.jsonl").write_text(
+        "".join(
+            json.dumps({"step": s, "val/mel": m, "val/stft": 1, "val/si_sdr": 0}) + "\n"
+            for s, m in [(250, 2), (500, 1)]
+        )
+    )
+    record = training_record(tmp_path, Path(TINY), 500, RvqganConfig.from_preset("tiny"))
+    assert "These weights: step 10000 (validation mel 1.000" in record and "| 9750 | 2.000 |" in record
+    assert "500 more GAN steps from step 9500" in record and "17.6 CPU-core hours in all" in record
+    assert record.endswith(earlier + "\n") and record.count("curves.png") == 1
+
+
 def test_moving_average_is_validated_exported_and_resumed(tmp_path, speech_and_music):
     from rvqgan.modeling import RvqganModel
 

@@ -16,6 +16,7 @@ import argparse
 import csv
 import json
 import math
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -49,18 +50,43 @@ def training_hours(run_dir: Path) -> float:
     return seconds / 3600
 
 
+def continued_from(run_dir: Path) -> tuple[str | None, int]:
+    """The training record of the shipped weights a run continued from (`scripts/train_default.sh` keeps it as the
+    run's `continued_from.md`) and their step; (None, 0) for a run from scratch."""
+    path = run_dir / "continued_from.md"
+    if not path.exists():
+        return None, 0
+    record = path.read_text()
+    return record, int(re.search(r"These weights: step (\d+)", record)[1])
+
+
 def training_record(run_dir: Path, config_path: Path, step: int, model: RvqganConfig) -> str:
     """The card's training section of `model` (the exported generator's config): data, recipe, compute and the
-    validation scores, as Markdown."""
+    validation scores, as Markdown. A continued run counts its steps on from its starting weights' and ends with
+    their record."""
     config = load_config(config_path)
-    warmup = min(config.reconstruction_steps, step)
+    before, start = continued_from(run_dir)
+    warmup = 0 if before else min(config.reconstruction_steps, step)
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    validation = [row for row in rows if "val/mel" in row]
+    validation = [{**row, "step": start + row["step"]} for row in rows if "val/mel" in row]
     clips = validation[-1].get("val/clips") if validation else None
     earlier = [row["step"] for row in validation if row.get("val/clips") != clips]
     validation = [row for row in validation if row.get("val/clips") == clips]
     best = min(validation, key=lambda row: row["val/mel"], default=None)  # what best/ holds
     hours = training_hours(run_dir)
+    compute = (
+        f"{step} steps ({warmup} reconstruction-only, {step - warmup} GAN), {hours:.1f} wall-clock hours on a 2-core "
+        f"CPU, {2 * hours:.1f} CPU-core hours"
+    )
+    if before:
+        hours_before = float(
+            (re.search(r"([\d.]+) CPU-core hours in all", before) or re.search(r"([\d.]+) CPU-core hours", before))[1]
+        )
+        compute = (
+            f"{step} more GAN steps from step {start}'s weights (record below) with fresh optimizer state, "
+            f"{hours:.1f} wall-clock hours on a 2-core CPU, {2 * hours:.1f} CPU-core hours; "
+            f"{hours_before + 2 * hours:.1f} CPU-core hours in all"
+        )
     lines = [
         "Trained from scratch on CPU with `rvqgan.training.train` (`training/configs/default.yaml`), data from "
         "`rvqgan.training.make_default_data`: speech, music and general sound from Debian packages (real voices, game "
@@ -78,8 +104,7 @@ def training_record(run_dir: Path, config_path: Path, step: int, model: RvqganCo
             if config.ema_decay
             else "."
         ),
-        f"- Compute: {step} steps ({warmup} reconstruction-only, {step - warmup} GAN), {hours:.1f} wall-clock hours on "
-        f"a 2-core CPU, {2 * hours:.1f} CPU-core hours (the machine shared with other work at times).",
+        f"- Compute: {compute} (the machine shared with other work at times).",
         *(
             [f"- These weights: step {best['step']} (validation mel {best['val/mel']:.3f}, the lowest below)."]
             if best
@@ -101,7 +126,15 @@ def training_record(run_dir: Path, config_path: Path, step: int, model: RvqganCo
         "|---:|---:|---:|---:|",
     ]
     lines += [f"| {r['step']} | {r['val/mel']:.3f} | {r['val/stft']:.3f} | {r['val/si_sdr']:.1f} |" for r in validation]
-    return "\n".join(lines) + "\n\n![training curves](curves.png)\n"
+    lines += ["", "![training curves](curves.png)"]
+    if before:
+        lines += [
+            "",
+            f"#### How step {start}'s weights were trained",
+            "",
+            before.replace("![training curves](curves.png)", "").strip(),
+        ]
+    return "\n".join(lines) + "\n"
 
 
 def quality_rows(evaluation_set: str, quality_dir: Path) -> list[dict]:
@@ -132,7 +165,7 @@ def export(run_dir: Path, target: Path = TARGET, config: Path = CONFIG, quality:
     load_model(discriminator, str(newest[-1] / "discriminator.safetensors"))
     discriminator.save_pretrained(tmp / "discriminator")
     step = int(newest[-1].name.split("-")[-1])
-    plot(run_dir, tmp / "curves.png")
+    plot(run_dir, tmp / "curves.png", first_step=continued_from(run_dir)[1])
     (tmp / "training.md").write_text(training_record(run_dir, config, step, RvqganConfig.from_pretrained(best)))
     if quality:
         rows = [row for evaluation_set, folder in quality for row in quality_rows(evaluation_set, folder)]

@@ -17,7 +17,8 @@ PANELS = (
 )
 
 
-def plot(run_dir: Path, out: Path, smooth: int = 20):
+def plot(run_dir: Path, out: Path, smooth: int = 20, first_step: int = 0):
+    """`first_step`: the step the run's weights started at (a continued run), added to its own steps."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -28,7 +29,7 @@ def plot(run_dir: Path, out: Path, smooth: int = 20):
     figure, axes = plt.subplots(2, 3, figsize=(15, 7))
     for axis, (title, keys) in zip(axes.flat, PANELS):
         for key in keys:
-            points = [(row["step"], row[key]) for row in rows if key in row]
+            points = [(first_step + row["step"], row[key]) for row in rows if key in row]
             if not points:
                 continue
             steps, values = map(np.asarray, zip(*points))
@@ -39,7 +40,7 @@ def plot(run_dir: Path, out: Path, smooth: int = 20):
         axis.grid(alpha=0.3)
         if len(keys) <= 4 and axis.lines:
             axis.legend(fontsize=8)
-    figure.suptitle(f"{run_dir.name}: {rows[-1]['step']} steps")
+    figure.suptitle(f"{run_dir.name}: {rows[-1]['step']} steps" + (f" from step {first_step}" if first_step else ""))
     figure.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(out, dpi=100)
