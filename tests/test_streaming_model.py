@@ -1,9 +1,9 @@
 """`model.streaming_encoder()` / `streaming_decoder()` against the offline `encode` / `decode` of the whole signal.
 
 Chunk sizes are drawn log-uniformly from 1 sample (or frame) to 2 s, so that streams see single samples, a few
-frames and seconds. Inputs: 10 s of real audio through the shipped default model; 1 s of noise and tones through
-each full preset (random weights, biases and alphas moved off their init, `conftest.perturbed`), whose offline
-pass alone takes seconds on two CPU cores; several geometries of the tiny test model.
+frames and seconds. Inputs: 10 s of real audio through the shipped default model; 10 s of noise and tones through
+each full preset (random weights, biases and alphas moved off their init, `conftest.perturbed`; `slow`: a minute or
+more each on two CPU cores); several geometries of the tiny test model.
 """
 
 import math
@@ -84,12 +84,13 @@ def test_tiny_models_stream_exactly(ratios, n_quantizers):
         assert_streams_exactly(model, signal(2, samples, 16000, samples), n_quantizers, seed=samples)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("preset", ["44khz", "24khz", "16khz"])
-def test_presets_stream_exactly(preset):
+def test_presets_stream_ten_seconds_exactly(preset):
     torch.manual_seed(0)
     model = perturbed(RvqganModel(RvqganConfig.from_preset(preset))).eval()
     rate = model.config.sampling_rate
-    encoder, decoder = assert_streams_exactly(model, signal(1, rate + 5, rate))
+    encoder, decoder = assert_streams_exactly(model, signal(1, 10 * rate + 5, rate))
     if preset == "44khz":
         assert (encoder.delay + decoder.delay) / rate <= 0.25
 
