@@ -88,7 +88,8 @@ def training_record(run_dir: Path, config_path: Path, step: int, model: RvqganCo
             f"{hours_before + 2 * hours:.1f} CPU-core hours in all"
         )
     lines = [
-        "Trained from scratch on CPU with `rvqgan.training.train` (`training/configs/default.yaml`), data from "
+        ("Continued" if before else "Trained from scratch")
+        + " on CPU with `rvqgan.training.train` (`training/configs/default.yaml`), data from "
         "`rvqgan.training.make_default_data`: speech, music and general sound from Debian packages (real voices, game "
         "soundtracks, instrument samples, desktop and game sounds; each package's licence in `LICENSES.md` of the "
         "rvqgan sources), mixed in equal shares; the evaluation clips of `rvqgan.evaluation.make_eval_set` held out.",
