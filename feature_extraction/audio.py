@@ -19,15 +19,31 @@ CHANNEL_WEIGHTS = [1.0, 1.0, 1.0, 1.41, 1.41]  # BS.1770 (L, R, C, Ls, Rs), as p
 ABSOLUTE_GATE = -70.0
 
 
+class Resampler:
+    """Float32 `(channels, n)` blocks resampled as they are pushed: what the pushes return, then `flush()`, together
+    equal `resample` of the blocks' concatenation."""
+
+    def __init__(self, in_rate: int, out_rate: int, channels: int):
+        self.channels, self.stream = channels, None
+        if in_rate != out_rate:
+            self.stream = soxr.ResampleStream(in_rate, out_rate, channels, dtype="float32", quality=RESAMPLE_QUALITY)
+
+    def push(self, block: np.ndarray, last: bool = False) -> np.ndarray:
+        if self.stream is None:
+            return block
+        return np.ascontiguousarray(self.stream.resample_chunk(np.ascontiguousarray(block.T), last=last).T)
+
+    def flush(self) -> np.ndarray:
+        """The samples still held, once the input has ended."""
+        return self.push(np.zeros((self.channels, 0), np.float32), last=True)
+
+
 def resample_stream(blocks: Iterable[np.ndarray], in_rate: int, out_rate: int, channels: int) -> Iterator[np.ndarray]:
     """Float32 `(channels, n)` blocks resampled as they come: together, `resample` of their concatenation."""
-    if in_rate == out_rate:
-        yield from blocks
-        return
-    stream = soxr.ResampleStream(in_rate, out_rate, channels, dtype="float32", quality=RESAMPLE_QUALITY)
-    for block in blocks:
-        yield np.ascontiguousarray(stream.resample_chunk(np.ascontiguousarray(block.T)).T)
-    yield np.ascontiguousarray(stream.resample_chunk(np.zeros((0, channels), np.float32), last=True).T)
+    resampler = Resampler(in_rate, out_rate, channels)
+    yield from map(resampler.push, blocks)
+    if in_rate != out_rate:
+        yield resampler.flush()
 
 
 def mono_at(audio: np.ndarray, rate: int, target: int) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""Hear, see and measure what each bitrate costs: the codec at several bitrates next to Opus and MP3 (Gradio Blocks).
+"""Hear, see and measure what each bitrate costs: the codec at several bitrates next to Opus and MP3, and live from the
+microphone (Gradio Blocks).
 
 `python spaces_demo/app.py` serves it on http://127.0.0.1:7860. Models: `RVQGAN_MODEL`, local directories or Hub repo
 ids separated by commas; without it, the package's default model.
@@ -6,6 +7,7 @@ ids separated by commas; without it, the package's default model.
 
 import importlib.util
 import os
+import queue
 import shutil
 import tempfile
 import time
@@ -19,11 +21,13 @@ import pandas as pd
 import torch
 from matplotlib.figure import Figure
 from rvqgan.evaluation import baselines, metrics
+from rvqgan.feature_extraction import validate_audio
+from rvqgan.feature_extraction.audio import Resampler
 from rvqgan.feature_extraction.audio_io import AudioFileError, read_audio, write_audio
 from rvqgan.modeling import kbps_on_disk
 
 from rvqgan import compress, decompress, load_model
-from rvqgan.container import read, write
+from rvqgan.container import RvqHeader, read, write
 
 MAX_SECONDS = 30
 MIN_SECONDS = 0.1
@@ -58,6 +62,9 @@ EXAMPLES = {
 }
 WORK = Path(tempfile.gettempdir()) / "rvqgan-space"
 KEEP_SECONDS = 3600  # Gradio serves its own copies of the files; ours are removed after this
+LIVE_CHUNK_SECONDS = 0.1  # the microphone's chunks (`stream_every`; Gradio 6.31 gives 0.1 s outside the first tab)
+LIVE_IDLE_SECONDS = 10  # a recording that sends nothing for this long has ended (its page was closed)
+LIVE_SESSIONS = 4  # recordings coded at once; more wait in the queue
 
 
 def fail(message: str) -> gr.Error:
@@ -161,6 +168,126 @@ def measure(audio: np.ndarray, rate: int, versions: list, metric_names: list[str
     return pd.DataFrame(rows), original, players, mels, diffs
 
 
+class LiveSession:
+    """One recording: the microphone's chunks, queued as they arrive, then in order resampled to the model's rate
+    (`Resampler`), encoded and decoded by the model's exact streams, by one consumer (`play`)."""
+
+    def __init__(self, model, identity: str, n_quantizers: int):
+        self.model, self.identity = model, identity
+        self.encoder, self.decoder = model.streaming_encoder(n_quantizers), model.streaming_decoder()
+        self.chunks = queue.Queue()  # (arrival time, rate, PCM as Gradio passes it); None: the recording stopped
+        self.rate = self.resampler = None  # the microphone's, set by the first chunk
+        self.ended = False  # no more chunks are taken
+        self.received, self.codes, self.decoded, self.server_seconds = [], [], [], []
+
+    def next_chunk(self) -> tuple | None:
+        """The next chunk queued; None once the recording has stopped or sent nothing for `LIVE_IDLE_SECONDS`."""
+        try:
+            return self.chunks.get(timeout=LIVE_IDLE_SECONDS)
+        except queue.Empty:
+            return None
+
+    def code(self, arrival: float, rate: int, pcm: np.ndarray) -> np.ndarray:
+        """A `(samples,)` or `(samples, channels)` chunk -> the reconstruction that became final."""
+        if self.resampler is None:
+            self.rate, self.resampler = rate, Resampler(rate, self.model.config.sampling_rate, 1)
+        audio = np.atleast_2d(validate_audio(pcm.T)).mean(0)
+        self.received.append(audio)
+        decoded = self.coded(self.resampler.push(audio[None])[0])
+        self.server_seconds.append(time.perf_counter() - arrival)
+        return decoded
+
+    def coded(self, samples: np.ndarray) -> np.ndarray:
+        codes = self.encoder.push(torch.from_numpy(samples))
+        self.codes.append(codes)
+        self.decoded.append(self.decoder.push(codes)[0].cpu().numpy())
+        return self.decoded[-1]
+
+    def finish(self) -> np.ndarray:
+        """End the streams: the rest of the reconstruction."""
+        played = sum(map(len, self.decoded))
+        self.coded(self.resampler.flush()[0])
+        self.codes.append(self.encoder.flush())
+        self.decoded += [self.decoder.push(self.codes[-1])[0].cpu().numpy(), self.decoder.flush()[0].cpu().numpy()]
+        return self.reconstruction()[played:]
+
+    def reconstruction(self) -> np.ndarray:
+        """Everything decoded, cut to the length of the input at the model's rate (as `decompress` cuts it)."""
+        return np.concatenate(self.decoded)[: self.encoder.received]
+
+    def seconds(self) -> float:
+        return sum(map(len, self.received)) / self.rate
+
+    def latency(self) -> str:
+        """The codec's look-ahead plus the server's time for the last chunk, as Markdown."""
+        rate = self.model.config.sampling_rate
+        encoder_ms, decoder_ms = 1000 * self.encoder.delay / rate, 1000 * self.decoder.delay / rate
+        last, mean = 1000 * self.server_seconds[-1], 1000 * np.mean(self.server_seconds)
+        chunk_ms = 1000 * len(self.received[-1]) / self.rate
+        return (
+            f"**Latency {encoder_ms + decoder_ms + last:.0f} ms**: the codec's look-ahead, {encoder_ms:.0f} ms "
+            f"encoding + {decoder_ms:.0f} ms decoding, and {last:.0f} ms on the server for the last chunk, from its "
+            f"arrival to its decoded audio (mean {mean:.0f} ms over {len(self.server_seconds)} chunks). The browser "
+            f"adds its {chunk_ms:.0f} ms chunks and the network."
+        )
+
+    def save(self, work: Path) -> list[str]:
+        """The input as received (float WAV at the microphone's rate), the reconstruction (float WAV at the model's
+        rate) and the codes (.rvq)."""
+        config = self.model.config
+        codes = torch.cat(self.codes, -1).cpu().numpy()
+        write_audio(work / "live-input.wav", [np.concatenate(self.received)[None]], self.rate, 1)
+        write_audio(work / "live-reconstruction.wav", [self.reconstruction()[None]], config.sampling_rate, 1)
+        header = RvqHeader(
+            model_id=self.identity,
+            sample_rate=config.sampling_rate,
+            channels=1,
+            original_length=self.encoder.received,
+            n_q=codes.shape[1],
+            bits=config.bits_per_codebook,
+            frames=codes.shape[-1],
+        )
+        (work / "live.rvq").write_bytes(write(header, codes))
+        return [str(work / name) for name in ("live-input.wav", "live-reconstruction.wav", "live.rvq")]
+
+
+def listen(chunk: tuple[int, np.ndarray] | None, session: LiveSession | None):
+    """The microphone's `.stream` handler: queue the chunk for the session's consumer."""
+    if session is not None and not session.ended and chunk is not None and chunk[1].size:
+        session.chunks.put((time.perf_counter(), *chunk))
+
+
+def stop_live(session: LiveSession | None):
+    """The microphone's `stop_recording` handler: the session's consumer finishes after the chunks queued so far."""
+    if session is not None:
+        session.chunks.put(None)
+
+
+def play(session: LiveSession):
+    """Code the chunks as they arrive: the reconstruction for the streaming player and the latency; once the
+    recording stops or reaches `MAX_SECONDS`, the rest and the files. One generator for the whole recording, as
+    Gradio plays what one generator yields as one stream (what a `.stream` handler yields makes a stream per chunk,
+    of which the player plays only the first)."""
+    rate, unchanged = session.model.config.sampling_rate, [gr.skip()] * 3
+    notice = ""
+    for chunk in iter(session.next_chunk, None):
+        yield playable(session.code(*chunk), rate), session.latency(), *unchanged
+        if session.seconds() >= MAX_SECONDS:
+            notice = f"\n\nCoded the first {MAX_SECONDS} s; press Stop."
+            break
+    session.ended = True
+    if not session.received:
+        yield gr.skip(), "Nothing was recorded.", None, None, None
+        return
+    yield playable(session.finish(), rate), session.latency() + notice, *session.save(fresh_workdir())
+
+
+def playable(audio: np.ndarray, rate: int):
+    """Decoded audio for the streaming player as 16-bit PCM (float audio Gradio would scale to each chunk's peak), or
+    no update for none."""
+    return (rate, np.round(audio * 32767).astype(np.int16)) if audio.size else gr.skip()
+
+
 def build_demo(models: list[str] | None = None) -> gr.Blocks:
     """The page for the given models (directories or Hub repo ids; none: the default model)."""
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -172,6 +299,16 @@ def build_demo(models: list[str] | None = None) -> gr.Blocks:
         config = by_name[name][0].config
         choices = [(f"{k} · {config.n_quantizers_to_kbps(k):.2f} kbps", k) for k in range(1, config.n_codebooks + 1)]
         return dict(choices=choices, value=[k for k in DEFAULT_CODEBOOKS if k <= config.n_codebooks])
+
+    def live_bitrate(name: str) -> dict:
+        """The model's numbers of codebooks with their bitrates, all of them by default."""
+        return dict(choices=codebook_choices(name)["choices"], value=by_name[name][0].config.resolve_n_quantizers())
+
+    def start_live(name: str, n_quantizers: int) -> tuple:
+        """A new recording's session; the previous recording's files cleared."""
+        model, identity = by_name[name]
+        session = LiveSession(model, identity, model.config.resolve_n_quantizers(n_quantizers))
+        return session, "Listening…", None, None, None
 
     def compare(clip, model, codebooks, classic, difference, visqol, progress=gr.Progress()):  # noqa: B008 (Gradio's convention)
         """Code the clip at every chosen setting and measure each; the outputs are listed below."""
@@ -206,58 +343,107 @@ def build_demo(models: list[str] | None = None) -> gr.Blocks:
     with gr.Blocks(title="RVQGAN: what each bitrate costs", delete_cache=(KEEP_SECONDS, KEEP_SECONDS)) as demo:
         gr.Markdown(
             "# RVQGAN: what each bitrate costs\nCode a clip at several bitrates of the neural codec and of "
-            "Opus / MP3, then listen, look and measure. Clips longer than "
-            f"{MAX_SECONDS} s are trimmed; stereo is mixed down to mono."
+            "Opus / MP3, then listen, look and measure (clips longer than "
+            f"{MAX_SECONDS} s are trimmed; stereo is mixed down to mono), or hear the codec live from the microphone."
         )
-        with gr.Row():
-            with gr.Column():
-                clip = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Clip", elem_id="clip")
-                examples = {str(path): label for path, label in EXAMPLES.items() if path.exists()}
-                if examples:
-                    gr.Examples([[path] for path in examples], [clip], example_labels=list(examples.values()))
-            with gr.Column():
-                model_name = gr.Dropdown(list(by_name), value=next(iter(by_name)), label="Model")
-                codebooks = gr.CheckboxGroup(label="Codec bitrates (codebooks)", **codebook_choices(model_name.value))
-                classic = gr.CheckboxGroup(list(CLASSIC), value=DEFAULT_CLASSIC, label="Classic codecs (ffmpeg)")
-                with gr.Row():
-                    difference = gr.Checkbox(label="Difference spectrograms")
-                    visqol = gr.Checkbox(HAS_VISQOL, label="ViSQOL (slower)", interactive=HAS_VISQOL)
-                run = gr.Button("Compare", variant="primary")
-        notice = gr.Markdown(label="Notices", elem_id="notice")
-        table = gr.Dataframe(
-            label="Metrics: mel distance (lower is better), SI-SDR and ViSQOL (higher is better)",
-            interactive=False,
-            elem_id="metrics",
-        )
-        csv = gr.File(label="Table as CSV")
-        with gr.Row():
-            original = gr.Audio(type="filepath", label="Original (mono, as measured)", scale=1)
-            original_image = gr.Image(type="filepath", label="Original spectrogram", show_label=False, scale=2)
-        players, images = [], []
-        for i in range(1, MAX_ROWS + 1):
+        with gr.Tab("Compare"):
             with gr.Row():
-                players.append(
-                    gr.Audio(type="filepath", label=f"Version {i}", visible=False, scale=1, elem_id=f"player-{i}")
-                )
-                images.append(
-                    gr.Image(
-                        type="filepath",
-                        label=f"Spectrogram {i}",
-                        show_label=False,
-                        visible=False,
-                        scale=2,
-                        elem_id=f"image-{i}",
+                with gr.Column():
+                    clip = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Clip", elem_id="clip")
+                    examples = {str(path): label for path, label in EXAMPLES.items() if path.exists()}
+                    if examples:
+                        gr.Examples([[path] for path in examples], [clip], example_labels=list(examples.values()))
+                with gr.Column():
+                    model_name = gr.Dropdown(list(by_name), value=next(iter(by_name)), label="Model")
+                    codebooks = gr.CheckboxGroup(
+                        label="Codec bitrates (codebooks)", **codebook_choices(model_name.value)
                     )
-                )
-        spectrograms = gr.State(([], []))
+                    classic = gr.CheckboxGroup(list(CLASSIC), value=DEFAULT_CLASSIC, label="Classic codecs (ffmpeg)")
+                    with gr.Row():
+                        difference = gr.Checkbox(label="Difference spectrograms")
+                        visqol = gr.Checkbox(HAS_VISQOL, label="ViSQOL (slower)", interactive=HAS_VISQOL)
+                    run = gr.Button("Compare", variant="primary")
+            notice = gr.Markdown(label="Notices", elem_id="notice")
+            table = gr.Dataframe(
+                label="Metrics: mel distance (lower is better), SI-SDR and ViSQOL (higher is better)",
+                interactive=False,
+                elem_id="metrics",
+            )
+            csv = gr.File(label="Table as CSV")
+            with gr.Row():
+                original = gr.Audio(type="filepath", label="Original (mono, as measured)", scale=1)
+                original_image = gr.Image(type="filepath", label="Original spectrogram", show_label=False, scale=2)
+            players, images = [], []
+            for i in range(1, MAX_ROWS + 1):
+                with gr.Row():
+                    players.append(
+                        gr.Audio(type="filepath", label=f"Version {i}", visible=False, scale=1, elem_id=f"player-{i}")
+                    )
+                    images.append(
+                        gr.Image(
+                            type="filepath",
+                            label=f"Spectrogram {i}",
+                            show_label=False,
+                            visible=False,
+                            scale=2,
+                            elem_id=f"image-{i}",
+                        )
+                    )
+            spectrograms = gr.State(([], []))
 
-        inputs = [clip, model_name, codebooks, classic, difference, visqol]
-        outputs = [notice, table, csv, original, original_image, *players, *images, spectrograms]
-        run.click(compare, inputs, outputs, api_name="compare", concurrency_limit=1)
-        difference.change(show_images, [difference, spectrograms], images, api_visibility="private")
-        model_name.change(
-            lambda name: gr.update(**codebook_choices(name)), model_name, codebooks, api_visibility="private"
-        )
+            inputs = [clip, model_name, codebooks, classic, difference, visqol]
+            outputs = [notice, table, csv, original, original_image, *players, *images, spectrograms]
+            run.click(compare, inputs, outputs, api_name="compare", concurrency_limit=1)
+            difference.change(show_images, [difference, spectrograms], images, api_visibility="private")
+            model_name.change(
+                lambda name: gr.update(**codebook_choices(name)), model_name, codebooks, api_visibility="private"
+            )
+        with gr.Tab("Live"):
+            gr.Markdown(
+                "Speak or play into the microphone: the codec encodes and decodes the sound as it arrives and plays "
+                "the reconstruction back (headphones avoid feedback). The streams are exact: the same codes and "
+                "audio as coding the whole recording at once, which the files below hold once you stop. "
+                f"Each recording is coded up to {MAX_SECONDS} s."
+            )
+            with gr.Row():
+                live_model = gr.Dropdown(list(by_name), value=next(iter(by_name)), label="Model")
+                live_codebooks = gr.Dropdown(
+                    label="Codec bitrate (codebooks)", elem_id="live-codebooks", **live_bitrate(live_model.value)
+                )
+            with gr.Row():
+                mic = gr.Audio(sources=["microphone"], streaming=True, label="Microphone", elem_id="live-mic")
+                live_output = gr.Audio(
+                    streaming=True, autoplay=True, label="Reconstruction, live", elem_id="live-output"
+                )
+            latency = gr.Markdown(elem_id="live-latency")
+            with gr.Row():
+                received = gr.Audio(type="filepath", label="Input as received (mono)", elem_id="live-input")
+                reconstruction = gr.Audio(type="filepath", label="Reconstruction", elem_id="live-reconstruction")
+                live_codes = gr.File(label="Codes (.rvq, `rvqgan decode` reads it)", elem_id="live-codes")
+            session = gr.State()
+
+            files = [received, reconstruction, live_codes]
+            mic.stream(
+                listen,
+                [mic, session],
+                None,
+                stream_every=LIVE_CHUNK_SECONDS,
+                concurrency_limit=LIVE_SESSIONS,
+                api_visibility="private",
+            )
+            mic.start_recording(
+                start_live, [live_model, live_codebooks], [session, latency, *files], api_visibility="private"
+            ).then(
+                play,
+                session,
+                [live_output, latency, *files],
+                concurrency_limit=LIVE_SESSIONS,
+                api_visibility="private",
+            )
+            mic.stop_recording(stop_live, session, None, api_visibility="private")
+            live_model.change(
+                lambda name: gr.update(**live_bitrate(name)), live_model, live_codebooks, api_visibility="private"
+            )
     return demo.queue(max_size=MAX_QUEUE)
 
 

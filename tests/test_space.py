@@ -1,4 +1,5 @@
-"""The Gradio Space (spaces_demo/app.py) on a local server: its API through gradio_client, its page in Chromium.
+"""The Gradio Space (spaces_demo/app.py) on a local server: its API through gradio_client, its page in Chromium, and
+its live tab with Chromium's fake microphone.
 
 The server runs a tiny 44.1 kHz model. `SPACE_SCREENSHOT=spaces_demo/screenshot.png pytest tests/test_space.py -k
 browser` runs the browser test with the default model instead and saves the finished page there too.
@@ -15,13 +16,16 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
+import torch
 from conftest import EXAMPLES, TINY, tiny_model
+from rvqgan.feature_extraction.audio import resample
 from rvqgan.modeling import RvqganConfig
 
 ROOT = Path(__file__).parent.parent
 ARTIFACTS = Path(__file__).parent / "artifacts"
 CHROMIUM = "/usr/bin/chromium"
 SCREENSHOT = os.environ.get("SPACE_SCREENSHOT")
+LIVE_FILES = ("input", "reconstruction", "codes")  # the live tab's files once a recording stops: #live-<name>
 CORRUPT_WAV = b"RIFF\x00\x00\x00\x00WAVEfmt " + bytes(64)
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # librosa: empty mel filters at small windows
 
@@ -182,18 +186,28 @@ def test_api_reports_unreadable_uploads_in_one_line(space, client, tmp_path, nam
 
 
 @pytest.fixture(scope="module")
-def browser():
+def playwright():
     requires("playwright", CHROMIUM)
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        yield browser
-        browser.close()
+        yield playwright
+
+
+def launch(playwright, *args: str):
+    """Headless Chromium with `args` added."""
+    return playwright.chromium.launch(
+        executable_path=CHROMIUM,
+        headless=True,
+        args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", *args],
+    )
+
+
+@pytest.fixture(scope="module")
+def browser(playwright):
+    browser = launch(playwright)
+    yield browser
+    browser.close()
 
 
 def wait_for_images(page, count: int, suffix: str):
@@ -260,3 +274,56 @@ def test_browser_shows_the_error_for_a_corrupt_upload(space, browser, tmp_path):
     page.get_by_text("broken.wav: unreadable or corrupt audio").wait_for(timeout=30_000)
     assert page.get_by_text("Traceback").count() == 0
     page.close()
+
+
+@pytest.mark.slow
+def test_browser_live_tab_plays_the_microphone_coded_as_it_streams_and_equal_to_the_offline_decode(
+    space, playwright, tmp_path
+):
+    """Chromium's fake microphone plays a drum break into the live tab at 2 codebooks: the player streams the
+    reconstruction while recording, and once stopped the files hold the input the server received, the
+    reconstruction and its codes, which equal the offline encode and decode of that input."""
+    from rvqgan import load_model
+    from rvqgan.container import read
+
+    url, _, model_dir = space
+    n_quantizers = 2
+    microphone = excerpt(EXAMPLES / "loop_amen.flac", tmp_path / "amen.wav", 2.0)  # played in a loop
+    browser = launch(
+        playwright, "--use-fake-device-for-media-stream", f"--use-file-for-fake-audio-capture={microphone}"
+    )
+    page = browser.new_context(permissions=["microphone"]).new_page()
+    page.goto(url)
+    page.get_by_role("tab", name="Live").click()
+    page.locator("#live-codebooks input").click()
+    page.get_by_role("option", name=f"{n_quantizers} · ").click()
+    page.locator("#live-mic").get_by_role("button", name="Record").click()
+    # the reconstruction plays as it streams: 1.5 s of it played before the recording stops
+    page.wait_for_function("document.querySelector('#live-output audio')?.currentTime >= 1.5", timeout=60_000)
+    page.locator("#live-mic").get_by_role("button", name="Stop").click()
+    page.locator("#live-codes a[data-testid=download-link]").wait_for(timeout=30_000)
+    page.wait_for_function("document.querySelector('#live-output audio').ended", timeout=30_000)
+    played = page.evaluate("document.querySelector('#live-output audio').duration")
+    latency = page.locator("#live-latency").inner_text()
+    hrefs = [page.locator(f"#live-{name} a[data-testid=download-link]").get_attribute("href") for name in LIVE_FILES]
+    received, reconstruction, rvq = [page.request.get(href).body() for href in hrefs]
+    browser.close()
+
+    assert sf.info(io.BytesIO(received)).subtype == sf.info(io.BytesIO(reconstruction)).subtype == "FLOAT"
+    received, microphone_rate = sf.read(io.BytesIO(received), dtype="float32")
+    reconstruction, rate = sf.read(io.BytesIO(reconstruction), dtype="float32")
+    header, codes = read(rvq)
+    model, identity = load_model(str(model_dir) if model_dir else None)  # None: SPACE_SCREENSHOT's default model
+    audio = resample(received, microphone_rate, rate)  # equals the server's streamed resampling (tests/test_audio.py)
+    assert len(received) >= 1.5 * microphone_rate and np.abs(received).max() > 0.1  # the drums reached the server
+    with torch.inference_mode():
+        expected_codes = model.encode(torch.from_numpy(audio)[None, None], n_quantizers=n_quantizers).audio_codes
+        expected = model.decode(audio_codes=expected_codes).audio_values[0, : len(audio)].numpy()
+    assert (header.model_id, header.sample_rate, header.original_length) == (identity, rate, len(audio))
+    np.testing.assert_array_equal(codes, expected_codes.numpy())
+    assert reconstruction.shape == expected.shape and np.abs(reconstruction - expected).max() <= 1e-4
+    # the player got all of the reconstruction, as ffmpeg's AAC: a priming frame of 1024 samples, the last one padded
+    assert played == pytest.approx(len(reconstruction) / rate, abs=0.06)
+    encoder, decoder = model.streaming_encoder(n_quantizers), model.streaming_decoder()
+    assert latency.startswith("Latency ") and f"{1000 * encoder.delay / rate:.0f} ms encoding + " in latency
+    assert f"{1000 * decoder.delay / rate:.0f} ms decoding" in latency
