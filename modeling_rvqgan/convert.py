@@ -15,7 +15,7 @@ import torch
 from transformers import DacConfig, DacFeatureExtractor, DacModel
 
 from .configuration_rvqgan import RvqganConfig
-from .loading_rvqgan import ModelLoadError, first_line, load_pretrained
+from .loading_rvqgan import ModelLoadError, first_line, load_pretrained, load_state_dict
 from .modeling_rvqgan import RvqganModel
 
 # fields RvqganConfig shares with DacConfig
@@ -85,19 +85,6 @@ def config_from_descript(kwargs: dict) -> RvqganConfig:
     )
 
 
-def load_strict(model: torch.nn.Module, state_dict: dict, source: str):
-    """Load `state_dict` into `model`, refusing unknown or missing keys and wrong shapes with their names."""
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state_dict))
-    unknown = sorted(set(state_dict) - set(expected))
-    wrong = sorted(k for k in set(expected) & set(state_dict) if expected[k].shape != state_dict[k].shape)
-    if missing or unknown or wrong:
-        raise ModelLoadError(
-            f"{source} does not match the model: missing keys {missing}, unknown keys {unknown}, wrong shapes {wrong}."
-        )
-    model.load_state_dict(state_dict)
-
-
 def from_descript(path: str | Path) -> RvqganModel:
     """An official DAC checkpoint (`{"state_dict", "metadata": {"kwargs"}}`) as an RvqganModel. Never unpickles code;
     anything else is a ModelLoadError naming the file."""
@@ -118,7 +105,7 @@ def from_descript(path: str | Path) -> RvqganModel:
         n_blocks = len(config.downsampling_ratios)
         state_dict = {descript_key(k, n_blocks): v for k, v in fold_weight_norm(checkpoint["state_dict"]).items()}
         model = RvqganModel(config)
-        load_strict(model, state_dict, str(path))
+        load_state_dict(model, state_dict, str(path))
     except ModelLoadError:
         raise
     except (KeyError, TypeError, ValueError, AttributeError, IndexError, RuntimeError) as error:  # malformed contents
@@ -129,7 +116,7 @@ def from_descript(path: str | Path) -> RvqganModel:
 def from_dac(dac: DacModel) -> RvqganModel:
     config = RvqganConfig(**{name: getattr(dac.config, name) for name in SHARED_FIELDS})
     model = RvqganModel(config)
-    load_strict(model, dac.state_dict(), "the DacModel")
+    load_state_dict(model, dac.state_dict(), "the DacModel")
     return model.eval()
 
 
@@ -141,24 +128,8 @@ def to_dac(model: RvqganModel) -> DacModel:
             f"DacModel cannot express hidden_size={config.hidden_size} (it derives it from encoder_hidden_size)."
         )
     dac = DacModel(DacConfig(**{name: getattr(config, name) for name in SHARED_FIELDS}))
-    load_strict(dac, model.state_dict(), "the RvqganModel")
+    load_state_dict(dac, model.state_dict(), "the RvqganModel")
     return dac.eval()
-
-
-def save_rvqgan(model: RvqganModel, out_dir: str | Path):
-    from rvqgan.feature_extraction import RvqganFeatureExtractor
-
-    model.save_pretrained(out_dir)
-    RvqganFeatureExtractor(
-        sampling_rate=model.config.sampling_rate, hop_length=model.config.hop_length
-    ).save_pretrained(out_dir)
-
-
-def save_dac(dac: DacModel, out_dir: str | Path):
-    dac.save_pretrained(out_dir)
-    DacFeatureExtractor(sampling_rate=dac.config.sampling_rate, hop_length=dac.config.hop_length).save_pretrained(
-        out_dir
-    )
 
 
 def main(argv=None):
@@ -173,13 +144,17 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if Path(args.output).resolve() == Path(args.input).resolve():
         sys.exit(f"error: {args.output}: is the input and would be written over")
+    from rvqgan.model_folder import save_model_folder  # a layer above the model: imported by the command only
+
     try:
         if args.source == "descript":
-            save_rvqgan(from_descript(args.input), args.output)
+            save_model_folder(args.output, from_descript(args.input))
         elif args.source == "dac":
-            save_rvqgan(from_dac(load_pretrained(DacModel, args.input)), args.output)
+            save_model_folder(args.output, from_dac(load_pretrained(DacModel, args.input)))
         else:
-            save_dac(to_dac(RvqganModel.from_pretrained(args.input)), args.output)
+            dac = to_dac(RvqganModel.from_pretrained(args.input))
+            extractor = DacFeatureExtractor(sampling_rate=dac.config.sampling_rate, hop_length=dac.config.hop_length)
+            save_model_folder(args.output, dac, extractor=extractor)
     except (ValueError, OSError) as error:
         sys.exit(f"error: {error}")
     print(f"wrote {args.output}")

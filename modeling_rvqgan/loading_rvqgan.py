@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+from safetensors.torch import load_file
+from torch import nn
 from transformers import PreTrainedModel
 from transformers.utils import logging
 
@@ -20,6 +22,41 @@ def _listed(kind: str, keys) -> str:
     """`3 missing (a, b, c, ...)`; a mismatched key comes as (name, shape in the file, shape in the config)."""
     keys = sorted(f"{k[0]} {list(k[1])} for {list(k[2])}" if isinstance(k, tuple) else str(k) for k in keys)
     return f"{len(keys)} {kind} ({', '.join(keys[:3])}{', ...' if len(keys) > 3 else ''})"
+
+
+def _problems(missing, unexpected, mismatched) -> list[str]:
+    """`["3 missing (a, b, c, ...)", ...]` for the kinds of key that have any."""
+    kinds = {"missing": missing, "unexpected": unexpected, "mismatched": mismatched}
+    return [_listed(kind, keys) for kind, keys in kinds.items() if keys]
+
+
+def load_state_dict(module: nn.Module, state_dict: dict, source: str) -> nn.Module:
+    """Load `state_dict` into `module`, or raise a ModelLoadError naming `source` and every missing, unexpected and
+    mis-shaped key (the module is left as it was)."""
+    expected = module.state_dict()
+    problems = _problems(
+        expected.keys() - state_dict.keys(),
+        state_dict.keys() - expected.keys(),
+        [
+            (k, state_dict[k].shape, v.shape)
+            for k, v in expected.items()
+            if k in state_dict and state_dict[k].shape != v.shape
+        ],
+    )
+    if problems:
+        raise ModelLoadError(f"{source} does not fit the {type(module).__name__}: {'; '.join(problems)}")
+    module.load_state_dict(state_dict)
+    return module
+
+
+def load_safetensors(module: nn.Module, path) -> nn.Module:
+    """Load the safetensors file `path` into `module` strictly (`load_state_dict`); nothing is ever unpickled. A file
+    that cannot be read (missing, truncated, not safetensors) is a ModelLoadError naming it, with the cause chained."""
+    try:
+        state_dict = load_file(path)
+    except Exception as error:  # FileNotFoundError, SafetensorError (a truncated or foreign file), OSError
+        raise ModelLoadError(f"{path}: cannot read the weights ({first_line(error)})") from error
+    return load_state_dict(module, state_dict, str(path))
 
 
 def load_pretrained(model_class: type[PreTrainedModel], name_or_path, **kwargs) -> PreTrainedModel:
@@ -48,9 +85,7 @@ def strict_from_pretrained(from_pretrained, name_or_path, *model_args, **kwargs)
         raise ModelLoadError(f"{name_or_path}: cannot load the model ({reason})") from error
     finally:
         logging.set_verbosity(verbosity)
-    problems = [
-        _listed(kind, info[f"{kind}_keys"]) for kind in ("missing", "unexpected", "mismatched") if info[f"{kind}_keys"]
-    ]
+    problems = _problems(info["missing_keys"], info["unexpected_keys"], info["mismatched_keys"])
     problems += [first_line(message) for message in info.get("error_msgs", [])]
     if problems:
         raise ModelLoadError(f"{name_or_path}: model.safetensors does not fit config.json: {'; '.join(problems)}")

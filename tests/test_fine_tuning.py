@@ -13,6 +13,8 @@ from rvqgan.training.config import load_config
 from rvqgan.training.discriminators import RvqganDiscriminator
 from rvqgan.training.train import Trainer
 
+from rvqgan.model_folder import save_model_folder
+
 ROOT = Path(__file__).parent.parent
 TINY = str(ROOT / "training" / "configs" / "tiny.yaml")
 
@@ -21,9 +23,8 @@ def saved_folder(path: Path, discriminator_args: dict) -> tuple[RvqganModel, Rvq
     """A random tiny generator and a discriminator (weights unlike a fresh one's) saved as an exported folder."""
     torch.manual_seed(123)
     generator = RvqganModel(tiny_config())
-    generator.save_pretrained(path)
     discriminator = RvqganDiscriminator(sampling_rate=generator.config.sampling_rate, **discriminator_args)
-    discriminator.save_pretrained(path / "discriminator")
+    save_model_folder(path, generator, discriminator)
     return generator, discriminator
 
 
@@ -52,5 +53,5 @@ def test_a_discriminator_that_does_not_fit_the_config_is_a_one_line_error(tmp_pa
     )
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
     (line,) = result.stderr.strip().splitlines()[-1:]
-    assert line.startswith("error: ") and "discriminator/model.safetensors: does not fit config.discriminator" in line
+    assert line.startswith("error: ") and "discriminator/model.safetensors does not fit the RvqganDiscriminator" in line
     assert not (tmp_path / "run" / "checkpoints").exists()

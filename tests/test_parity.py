@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import TINY, perturbed
-from rvqgan.modeling import RvqganConfig, RvqganModel
+from rvqgan.modeling import ModelLoadError, RvqganConfig, RvqganModel
 from rvqgan.modeling.convert import from_dac, from_descript, to_dac
 from rvqgan.modeling.convert import main as convert
 from safetensors.torch import load_file
@@ -146,7 +146,7 @@ def test_descript_converter_refuses_mismatched_keys(tmp_path):
     checkpoint["state_dict"]["decoder.extra.weight"] = torch.zeros(1)
     torch.save(checkpoint, tmp_path / "bad.pth")
     with pytest.raises(
-        ValueError, match=r"missing keys \['decoder.conv1.bias'\], unknown keys \['decoder.extra.weight'\]"
+        ModelLoadError, match=r"bad.pth does not fit the RvqganModel: 1 missing \(decoder.conv1.bias\); 1 unexpected"
     ):
         from_descript(tmp_path / "bad.pth")
 

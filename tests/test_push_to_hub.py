@@ -186,8 +186,8 @@ def test_push_to_a_branch_leaves_main_alone(hub, tmp_path):
 @pytest.mark.parametrize(
     "problem, message",
     [
-        ("no weights", "no model.safetensors"),
-        ("config mismatch", "does not match the model"),
+        ("no weights", "no file named model.safetensors"),
+        ("config mismatch", "model.safetensors does not fit config.json"),
         ("extractor mismatch", "does not match config.json"),
     ],
 )

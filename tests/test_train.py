@@ -86,7 +86,7 @@ def test_two_processes_with_gloo(tmp_path, speech_and_music):
     assert state["step"] == 2 and len(state["processes"]) == 2
     rank0, rank1 = (p["data"] for p in state["processes"])
     assert rank0["buffer"].shape == rank1["buffer"].shape and not torch.equal(rank0["buffer"], rank1["buffer"])
-    for folder in ("model", "discriminator", "best"):
+    for folder in ("model", "model/discriminator", "best"):
         assert (out / folder / "model.safetensors").exists()
     assert any((out / "logs").rglob("events.out.tfevents.*"))
     plot(out, tmp_path / "curves.png")
@@ -121,8 +121,9 @@ def test_two_processes_with_gloo(tmp_path, speech_and_music):
 
     best = RvqganModel.from_pretrained(out / "best").state_dict()
     assert all(torch.equal(best[k], v) for k, v in RvqganModel.from_pretrained(shipped).state_dict().items())
+    assert not list(shipped.glob("*.py"))  # the package's classes load it
     trained = RvqganDiscriminator.from_pretrained(
-        out / "discriminator"
+        out / "model" / "discriminator"
     ).state_dict()  # the last step's, as checkpoint 2
     assert all(
         torch.equal(trained[k], v)

@@ -13,7 +13,8 @@ import shutil
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_model, save_model
+from rvqgan.modeling.loading_rvqgan import load_safetensors
+from safetensors.torch import save_model
 
 PREFIX = "step-"
 
@@ -58,7 +59,7 @@ def checkpoints(directory: Path) -> list[Path]:
 
 
 def load_checkpoint(path: Path, modules: dict) -> dict:
-    """Load the weights of `modules` (unwrapped) in place; return the training state."""
+    """Load the weights of `modules` (unwrapped) in place, strictly (`load_safetensors`); return the training state."""
     for name, module in modules.items():
-        load_model(module, str(path / f"{name}.safetensors"))
+        load_safetensors(module, path / f"{name}.safetensors")
     return torch.load(path / "training_state.pt", map_location="cpu", weights_only=True)

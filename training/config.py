@@ -31,7 +31,7 @@ class TrainConfig:
     data: DataConfig
     model: dict = field(default_factory=lambda: {"preset": "44khz"})  # RvqganConfig fields, or a preset + overrides
     init_from: str | None = None  # an RvqganModel folder or Hub id (e.g. converted official weights); a local
-    # folder's discriminator/ (RvqganDiscriminator.save_pretrained) starts the discriminator
+    # folder's discriminator/ (`rvqgan.model_folder`) starts the discriminator
     discriminator: dict = field(default_factory=dict)  # RvqganDiscriminator arguments
     lambdas: dict = field(default_factory=lambda: dict(LAMBDAS))  # loss weights; missing ones keep the default
     batch_size: int = 72  # global: split over processes and accumulation steps

@@ -3,9 +3,10 @@
     python -m rvqgan.training.export_default ~/.cache/rvqgan/runs/default \
         [--quality unseen=benchmarks/results/unseen_default_model --quality held-out=benchmarks/results/default_model]
 
-Writes `rvqgan/default_model/`: the run's `best/` generator (the lowest validation mel distance: `model.safetensors`,
-`config.json`, `preprocessor_config.json`) and, in `discriminator/`, the discriminator of the newest checkpoint
-(`RvqganDiscriminator.from_pretrained`), each file at most 16 MB; `curves.png` (`rvqgan.training.plot_curves`);
+Writes `rvqgan/default_model/` (`rvqgan.model_folder`, without the model's code, which the package has): the run's
+`best/` generator (the lowest validation mel distance: `model.safetensors`, `config.json`, `preprocessor_config.json`)
+and, in `discriminator/`, the discriminator of the newest checkpoint, each file at most 16 MB;
+`curves.png` (`rvqgan.training.plot_curves`);
 `training.md` (recipe, compute, validation scores), `eval_results.json` (the all-clips rows of `benchmarks.quality`
 summaries, when given, each labelled with its evaluation set, in the order given: the card's table leads with the
 first) and the model card `README.md` made from them (`rvqgan.training.model_card`).
@@ -21,9 +22,11 @@ import shutil
 import sys
 from pathlib import Path
 
-from rvqgan.modeling import RvqganConfig
-from safetensors.torch import load_model
+from rvqgan.modeling import RvqganConfig, RvqganModel
+from rvqgan.modeling.loading_rvqgan import load_safetensors
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from rvqgan.model_folder import save_model_folder
 
 from .checkpoint import checkpoints
 from .config import load_config
@@ -159,19 +162,20 @@ def export(run_dir: Path, target: Path = TARGET, config: Path = CONFIG, quality:
     tmp = target.with_name(f".{target.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    for name in ("model.safetensors", "config.json", "preprocessor_config.json"):
-        shutil.copy2(best / name, tmp / name)
-    rate = RvqganConfig.from_pretrained(best).sampling_rate
+    generator = RvqganModel.from_pretrained(best)
+    rate = generator.config.sampling_rate
     discriminator = RvqganDiscriminator(sampling_rate=rate, **load_config(config).discriminator)
-    load_model(discriminator, str(newest[-1] / "discriminator.safetensors"))
-    discriminator.save_pretrained(tmp / "discriminator")
+    load_safetensors(discriminator, newest[-1] / "discriminator.safetensors")
+    save_model_folder(tmp, generator, discriminator)
+    for code in tmp.glob("*.py"):  # the package's own classes load this folder: no second copy of their code
+        code.unlink()
     step = int(newest[-1].name.split("-")[-1])
     plot(run_dir, tmp / "curves.png", first_step=continued_from(run_dir)[1])
-    (tmp / "training.md").write_text(training_record(run_dir, config, step, RvqganConfig.from_pretrained(best)))
+    (tmp / "training.md").write_text(training_record(run_dir, config, step, generator.config))
     if quality:
         rows = [row for evaluation_set, folder in quality for row in quality_rows(evaluation_set, folder)]
         (tmp / "eval_results.json").write_text(json.dumps(rows, indent=1) + "\n")
-    model_card(RvqganConfig.from_pretrained(best), "rvqgan/default_model", tmp).save(tmp / "README.md")
+    model_card(generator.config, "rvqgan/default_model", tmp).save(tmp / "README.md")
     too_big = [p for p in tmp.rglob("*") if p.is_file() and p.stat().st_size > MAX_BYTES]
     if too_big:
         shutil.rmtree(tmp)

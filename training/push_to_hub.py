@@ -14,42 +14,19 @@ from pathlib import Path
 
 from huggingface_hub import HfApi
 from rvqgan.feature_extraction import RvqganFeatureExtractor
-from rvqgan.modeling import RvqganConfig, RvqganModel
-from rvqgan.modeling.convert import load_strict
-from safetensors import SafetensorError
-from safetensors.torch import load_file
+from rvqgan.modeling import RvqganModel
+
+from rvqgan.model_folder import load_discriminator, save_model_folder
 
 from .discriminators import RvqganDiscriminator
 from .model_card import model_card
 
 
-def load_discriminator(checkpoint_dir: Path) -> RvqganDiscriminator | None:
-    """The folder's `discriminator/`, if any, refusing any but safetensors weights."""
-    folder = checkpoint_dir / "discriminator"
-    if not folder.is_dir():
-        return None
-    if not (folder / "model.safetensors").is_file() or not (folder / "config.json").is_file():
-        raise ValueError(f"{folder}: no model.safetensors and config.json (weights are published as safetensors only)")
-    try:
-        return RvqganDiscriminator.from_pretrained(folder)
-    except (SafetensorError, RuntimeError, TypeError) as error:
-        raise ValueError(f"{folder}: not a discriminator of this package ({error})") from None
-
-
-def load_checkpoint(checkpoint_dir: str | Path) -> tuple[RvqganModel, RvqganFeatureExtractor]:
-    """The model and feature extractor of a folder, refusing missing weights and a config they do not fit."""
-    checkpoint_dir = Path(checkpoint_dir)
-    weights = checkpoint_dir / "model.safetensors"
-    if not (checkpoint_dir / "config.json").is_file():
-        raise ValueError(f"{checkpoint_dir}: no config.json")
-    if not weights.is_file():
-        raise ValueError(f"{checkpoint_dir}: no model.safetensors (weights are published as safetensors only)")
-    config = RvqganConfig.from_pretrained(checkpoint_dir)
-    model = RvqganModel(config)
-    try:
-        load_strict(model, load_file(weights), str(weights))
-    except SafetensorError as error:
-        raise ValueError(f"{weights}: unreadable safetensors file ({error})") from None
+def load_checkpoint(checkpoint_dir: Path) -> tuple[RvqganModel, RvqganFeatureExtractor]:
+    """The model of a folder (`RvqganModel.from_pretrained`: strict, safetensors only) and its feature extractor,
+    refusing one that does not fit the model."""
+    model = RvqganModel.from_pretrained(checkpoint_dir.resolve())  # a path: never taken for a repo id
+    config = model.config
     if (checkpoint_dir / "preprocessor_config.json").is_file():
         extractor = RvqganFeatureExtractor.from_pretrained(checkpoint_dir)
         if (extractor.sampling_rate, extractor.hop_length) != (config.sampling_rate, config.hop_length):
@@ -67,17 +44,14 @@ def push(checkpoint_dir: str | Path, repo_id: str, private: bool = False, revisi
     """Upload the checkpoint as one commit; returns the commit id."""
     checkpoint_dir = Path(checkpoint_dir)
     model, extractor = load_checkpoint(checkpoint_dir)
-    discriminator = load_discriminator(checkpoint_dir)
+    discriminator = load_discriminator(checkpoint_dir, RvqganDiscriminator)
     api = HfApi()
     api.create_repo(repo_id, private=private, exist_ok=True)
     if revision:
         api.create_branch(repo_id, branch=revision, exist_ok=True)
     with tempfile.TemporaryDirectory() as folder:
-        model.save_pretrained(folder)
-        extractor.save_pretrained(folder)
+        save_model_folder(folder, model, discriminator, extractor)
         model_card(model.config, repo_id, checkpoint_dir).save(Path(folder) / "README.md")
-        if discriminator is not None:
-            discriminator.save_pretrained(Path(folder) / "discriminator")
         if (checkpoint_dir / "curves.png").is_file():
             shutil.copy2(checkpoint_dir / "curves.png", folder)
         commit = api.upload_folder(

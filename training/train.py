@@ -13,7 +13,8 @@ item counts the same; the learning rate decays once per optimizer step, whatever
 Writes to `output_dir`: `checkpoints/step-N/` (resumable, see `rvqgan.training.checkpoint`), `logs/` (TensorBoard:
 losses, lr, gradient norms, codebook usage, validation audio and mel spectrograms), `metrics.jsonl` (the logged
 scalars), `best/` (the generator with the lowest validation mel distance) and at the end `model/` (the generator, a
-transformers folder with its feature extractor, ready for `rvqgan.training.push_to_hub`) and `discriminator/`.
+transformers folder with its feature extractor and `discriminator/`, ready for `rvqgan.training.push_to_hub` and
+`init_from`).
 """
 
 import argparse
@@ -30,12 +31,12 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import InitProcessGroupKwargs, gather_object, set_seed
 from rvqgan.evaluation.metrics import mel_distance, si_sdr, stft_distance
-from rvqgan.feature_extraction import RvqganFeatureExtractor
 from rvqgan.modeling import RvqganConfig, RvqganModel, load_pretrained
-from safetensors import SafetensorError
-from safetensors.torch import load_model
+from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
+
+from rvqgan.model_folder import load_discriminator, save_model_folder
 
 from .checkpoint import checkpoints, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .config import TrainConfig, load_config
@@ -126,13 +127,8 @@ class Trainer:
         generator = build_generator(config).to(acc.device)  # `use_fused_snake` checks its kernels on the device
         self.model_config = generator.config
         discriminator = RvqganDiscriminator(sampling_rate=self.model_config.sampling_rate, **config.discriminator)
-        trained = Path(config.init_from or "") / "discriminator" / "model.safetensors"
-        if config.init_from and trained.is_file():  # a folder of rvqgan.training.export_default or push_to_hub
-            try:
-                load_model(discriminator, str(trained))
-            except (RuntimeError, SafetensorError) as error:
-                message = str(error).strip().splitlines()[0]
-                raise ValueError(f"{trained}: does not fit config.discriminator ({message})") from None
+        if config.init_from:  # a folder with a discriminator/ (rvqgan.training.export_default, push_to_hub) starts it
+            load_discriminator(config.init_from, lambda **_: discriminator)
         use_fused_snake(generator)
         opt_g = torch.optim.AdamW(generator.parameters(), lr=config.learning_rate, betas=config.betas, foreach=True)
         opt_d = torch.optim.AdamW(discriminator.parameters(), lr=config.learning_rate, betas=config.betas, foreach=True)
@@ -238,13 +234,12 @@ class Trainer:
             return self.ema.module
         return self.accelerator.unwrap_model(self.generator, keep_torch_compile=False)
 
-    def export_generator(self, directory: Path):
-        """The generator as a transformers folder (plain weights) with its feature extractor, written atomically."""
+    def export_generator(self, directory: Path, discriminator: nn.Module | None = None):
+        """The generator as a model folder (`rvqgan.model_folder`: plain weights, its feature extractor and, when given,
+        `discriminator` in `discriminator/`), written atomically."""
         tmp = directory.with_name(f".{directory.name}.tmp")
-        self.evaluated_generator().save_pretrained(tmp)
-        RvqganFeatureExtractor(
-            sampling_rate=self.model_config.sampling_rate, hop_length=self.model_config.hop_length
-        ).save_pretrained(tmp)
+        shutil.rmtree(tmp, ignore_errors=True)  # left by a run killed while writing
+        save_model_folder(tmp, self.evaluated_generator(), discriminator)
         if directory.exists():
             directory.rename(directory.with_name(f".{directory.name}.old"))
         tmp.rename(directory)
@@ -402,9 +397,9 @@ class Trainer:
                 self.save_checkpoint()
         progress.close()
         if acc.is_main_process:
-            self.export_generator(self.output_dir / "model")
-            discriminator = acc.unwrap_model(self.discriminator, keep_torch_compile=False)
-            discriminator.save_pretrained(self.output_dir / "discriminator")
+            self.export_generator(
+                self.output_dir / "model", acc.unwrap_model(self.discriminator, keep_torch_compile=False)
+            )
         acc.end_training()
 
 
