@@ -155,8 +155,9 @@ class Conv:
         if self.spectrum is not None:
             hidden_states = spectral_convolution(hidden_states, self.spectrum, self.kernel, self.dilation)
             return masked(hidden_states.add_(self.bias), lengths, low)
-        if self.matrix:  # columns (B, T', C * k) of k steps
-            columns = hidden_states.unfold(1, self.kernel, self.stride).flatten(2)
+        if self.matrix:  # columns (B, T', C * k) of k steps, `dilation` apart
+            span = (self.kernel - 1) * self.dilation + 1
+            columns = hidden_states.unfold(1, span, self.stride)[..., :: self.dilation].flatten(2)
             return masked(matrix_product(columns, self.weight, self.bias), lengths, low)
         stride, dilation = (1, self.stride), (1, self.dilation)
         hidden_states = F.conv2d(channels_first(hidden_states), self.weight, self.bias, stride, 0, dilation)

@@ -20,10 +20,11 @@ import functools
 
 import torch
 
-from .inference_rvqgan import Residual, run_pass, stages
+from .inference_rvqgan import Conv, Residual, run_pass, stages
 from .layers_rvqgan import steps_span
 
 SPECTRAL_OUTPUTS = 1024  # outputs computed at once from which spectral products beat oneDNN's convolution
+MATRIX_OUTPUTS = 256  # outputs computed at once below which a matrix product beats it (decoders only)
 
 
 def appended(inputs: torch.Tensor | None, hidden_states: torch.Tensor | None) -> torch.Tensor | None:
@@ -36,14 +37,18 @@ def appended(inputs: torch.Tensor | None, hidden_states: torch.Tensor | None) ->
 class CachedStep:
     """A tiled `Conv` / `ConvTranspose` of `inference_rvqgan` on a stream, keeping the inputs its next outputs read.
     A spectral convolution computes SPECTRAL_OUTPUTS outputs or more at a time as products of spectra, fewer directly
-    (oneDNN's convolution, faster there)."""
+    (oneDNN's convolution, faster there); with `few_as_matrix`, fewer than MATRIX_OUTPUTS as one matrix product. An
+    encoder keeps oneDNN's rounding: a code nearly tied between two entries could flip with another one."""
 
-    def __init__(self, step):
+    def __init__(self, step, few_as_matrix: bool):
         self.step, self.inputs, self.offset, self.done = step, None, 0, 0  # inputs: positions [offset, ...)
         self.direct = step
         if getattr(step, "spectrum", None) is not None:
             self.direct = copy.copy(step)
             self.direct.spectrum = None
+        self.few = self.direct
+        if few_as_matrix and type(step) is Conv and not step.matrix:
+            self.few = Conv(step.step, step.dtype, False, matrix=True)
 
     def push(self, hidden_states: torch.Tensor | None, end: bool = False) -> torch.Tensor | None:
         """New inputs (B, n, C) or None -> the outputs (B, n', C') they complete, or None. With `end` the input ends
@@ -57,7 +62,8 @@ class CachedStep:
             return None
         a, b = self.step.needs(self.done, high)
         inputs = self.inputs[:, max(a, 0) - self.offset : min(b, size) - self.offset]
-        step = self.step if high - self.done >= SPECTRAL_OUTPUTS else self.direct
+        count = high - self.done
+        step = self.step if count >= SPECTRAL_OUTPUTS else self.direct if count >= MATRIX_OUTPUTS else self.few
         outputs = step(inputs, self.done, high, size, None)
         self.done = high
         keep = max(self.step.needs(high, high + 1)[0], self.offset)  # the first input later outputs read
@@ -79,8 +85,8 @@ class CachedStep:
 class CachedResidual:
     """A tiled `Residual`: its steps on a stream, plus their input."""
 
-    def __init__(self, residual: Residual):
-        self.steps, self.inputs = [cached(step) for step in residual.steps], None
+    def __init__(self, residual: Residual, few_as_matrix: bool):
+        self.steps, self.inputs = [cached(step, few_as_matrix) for step in residual.steps], None
 
     def push(self, hidden_states: torch.Tensor | None, end: bool = False) -> torch.Tensor | None:
         self.inputs = appended(self.inputs, hidden_states)
@@ -97,8 +103,8 @@ class CachedResidual:
         return twin
 
 
-def cached(step) -> CachedStep | CachedResidual:
-    return CachedResidual(step) if isinstance(step, Residual) else CachedStep(step)
+def cached(step, few_as_matrix: bool) -> CachedStep | CachedResidual:
+    return (CachedResidual if isinstance(step, Residual) else CachedStep)(step, few_as_matrix)
 
 
 def run(nodes: list, hidden_states: torch.Tensor | None, end: bool = False) -> torch.Tensor | None:
@@ -113,8 +119,9 @@ def run(nodes: list, hidden_states: torch.Tensor | None, end: bool = False) -> t
 class Cascade:
     """An encoder's or decoder's steps on a stream, and how many of their outputs have been returned."""
 
-    def __init__(self, steps: list, per_frame: int):
-        self.nodes = [cached(step) for _, stage in stages(steps, per_frame, torch.float32, False) for step in stage]
+    def __init__(self, steps: list, per_frame: int, few_as_matrix: bool):
+        stage_steps = [step for _, stage in stages(steps, per_frame, torch.float32, False) for step in stage]
+        self.nodes = [cached(step, few_as_matrix) for step in stage_steps]
         self.computed = self.emitted = 0  # outputs computed exactly; outputs returned
 
     def push(self, hidden_states: torch.Tensor | None, wanted: int, padding: torch.Tensor | None) -> list[torch.Tensor]:
@@ -193,7 +200,7 @@ class RvqganStreamingEncoder(Stream):
         self.delay = self.hop + self.lookahead
         self.device = next(model.parameters()).device
         with torch.inference_mode():
-            self.cascade = Cascade(model.encoder.steps, self.hop)
+            self.cascade = Cascade(model.encoder.steps, self.hop, few_as_matrix=False)
         self.batch, self.received = None, 0
 
     @float32_inference
@@ -249,7 +256,7 @@ class RvqganStreamingDecoder(Stream):
         self.codebook_size = model.config.codebook_size
         self.device = next(model.parameters()).device
         with torch.inference_mode():
-            self.cascade = Cascade(model.decoder.steps, 1)
+            self.cascade = Cascade(model.decoder.steps, 1, few_as_matrix=True)
         self.shape, self.received = None, 0
 
     @float32_inference

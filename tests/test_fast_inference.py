@@ -115,6 +115,24 @@ def test_spectral_convolution_equals_the_direct_one(kernel, dilation):
         assert torch.allclose(got.double(), expected.transpose(1, 2), rtol=0, atol=1e-5)
 
 
+@pytest.mark.parametrize("kernel, dilation, stride", [(7, 1, 1), (7, 3, 1), (7, 9, 1), (3, 2, 1), (4, 1, 2)])
+def test_matrix_convolution_equals_the_direct_one(kernel, dilation, stride):
+    """The matrix form (the columns of every tap, `dilation` apart, times the flattened weight) that low rates and
+    the streaming decoder's short pushes use."""
+    generator = torch.Generator().manual_seed(0)
+    conv = torch.nn.Conv1d(5, 4, kernel, stride=stride, dilation=dilation, padding=dilation * (kernel - 1) // 2)
+    step = layers_rvqgan.Step(conv)
+    for length in (kernel, 7, 60):  # one output, a few, many
+        hidden_states = torch.randn(2, length, 5, generator=generator)
+        a, b = step.needs(0, step.size(length))
+        low, high = 0, step.size(length)
+        inputs = hidden_states[:, max(a, 0) : min(b, length)]
+        got = inference_rvqgan.Conv(step, torch.float32, False, matrix=True)(inputs, low, high, length, None)
+        expected = conv(hidden_states.transpose(1, 2)).transpose(1, 2)
+        assert got.shape == expected.shape
+        assert torch.allclose(got, expected, rtol=0, atol=1e-5)
+
+
 def spectral_everywhere(monkeypatch) -> list:
     """Every 7-tap float32 convolution of a tiny model as a spectral product; returns the list of calls, filled in."""
     calls = []
