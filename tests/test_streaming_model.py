@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import EXAMPLES, perturbed, tiny_model
+from conftest import EXAMPLES, assert_codes_equal_but_for_float_ties, perturbed, tiny_model
 from rvqgan.feature_extraction.audio import mono_at
 from rvqgan.feature_extraction.audio_io import read_audio
 from rvqgan.modeling import RvqganConfig, RvqganModel
@@ -54,26 +54,38 @@ def stream(push, flush, values: torch.Tensor, largest: int, seed: int = 0) -> tu
     return torch.cat(outputs, -1), [output.shape[-1] for output in outputs]
 
 
-def offline(model, audio: torch.Tensor, n_quantizers=None) -> tuple[torch.Tensor, torch.Tensor]:
+def offline(model, audio: torch.Tensor, n_quantizers=None):
+    """The offline `encode` output of (B, n) `audio` and the decode of its codes (B, n')."""
     with torch.inference_mode():
-        codes = model.encode(audio[:, None], n_quantizers=n_quantizers).audio_codes
-        return codes, model.decode(audio_codes=codes).audio_values
+        encoded = model.encode(audio[:, None], n_quantizers=n_quantizers)
+        return encoded, model.decode(audio_codes=encoded.audio_codes).audio_values
 
 
 def assert_streams_exactly(model, audio: torch.Tensor, n_quantizers=None, seed: int = 0):
-    """Streamed codes equal the offline codes; streamed audio of those codes equals their offline decode."""
-    codes, decoded = offline(model, audio, n_quantizers)
+    """Streamed codes equal the offline codes (but for float ties); streamed audio of those codes equals their
+    offline decode."""
+    encoded, decoded = offline(model, audio, n_quantizers)
+    codes = encoded.audio_codes
     rate, hop = model.config.sampling_rate, model.config.hop_length
     encoder = model.streaming_encoder(n_quantizers)
     streamed_codes, _ = stream(encoder.push, encoder.flush, audio, 2 * rate, seed)
-    assert streamed_codes.shape == codes.shape
-    assert torch.equal(streamed_codes, codes)
+    assert_codes_equal_but_for_float_ties(model, streamed_codes, encoded)
     decoder = model.streaming_decoder()
     streamed, _ = stream(decoder.push, decoder.flush, codes, 2 * rate // hop, seed + 1)
     assert streamed.shape == decoded.shape
     assert (streamed - decoded).abs().max() <= 1e-5
     assert decoded.abs().max() > 1e-3  # not a silent output
     return encoder, decoder
+
+
+def test_a_code_that_is_no_tie_fails_the_comparison():
+    model = tiny_model()
+    encoded, _ = offline(model, signal(1, 16000, 16000))
+    assert_codes_equal_but_for_float_ties(model, encoded.audio_codes.clone(), encoded)
+    codes = encoded.audio_codes.clone()
+    codes[0, 1, 3] = (codes[0, 1, 3] + 1) % model.config.codebook_size
+    with pytest.raises(AssertionError, match="frame 3, codebook 2: not a tie"):
+        assert_codes_equal_but_for_float_ties(model, codes, encoded)
 
 
 @pytest.mark.parametrize("ratios", RATIOS)
@@ -105,30 +117,31 @@ def test_default_model_streams_ten_seconds_exactly():
 
 def test_streams_compute_in_float32_under_autocast():
     model = tiny_model()
-    codes, decoded = offline(model, signal(1, 5000, 16000))
+    encoded, decoded = offline(model, signal(1, 5000, 16000))
     with torch.autocast("cpu", dtype=torch.bfloat16):
         encoder, decoder = model.streaming_encoder(), model.streaming_decoder()
         streamed = torch.cat([encoder.push(signal(1, 5000, 16000)), encoder.flush()], -1)
-        audio = torch.cat([decoder.push(codes), decoder.flush()], -1)
-    assert torch.equal(streamed, codes)
+        audio = torch.cat([decoder.push(encoded.audio_codes), decoder.flush()], -1)
+    assert_codes_equal_but_for_float_ties(model, streamed, encoded)
     assert audio.dtype == torch.float32 and (audio - decoded).abs().max() <= 1e-5
 
 
 def test_streams_called_with_several_torch_threads_equal_offline():
     model = tiny_model()
     audio = signal(1, 5000, 16000)
-    codes, decoded = offline(model, audio)
+    encoded, decoded = offline(model, audio)
     threads = torch.get_num_threads()
     torch.set_num_threads(2)  # pushes run on a one-thread worker of `inference_rvqgan.pools(2)`
     try:
         encoder, decoder = model.streaming_encoder(), model.streaming_decoder()
         streamed, _ = stream(encoder.push, encoder.flush, audio, 3000)
-        audio_out, _ = stream(decoder.push, decoder.flush, codes, 20)
+        audio_out, _ = stream(decoder.push, decoder.flush, encoded.audio_codes, 20)
         with pytest.raises(ValueError, match="flushed"):
             encoder.push(audio)
     finally:
         torch.set_num_threads(threads)
-    assert torch.equal(streamed, codes) and (audio_out - decoded).abs().max() <= 1e-5
+    assert_codes_equal_but_for_float_ties(model, streamed, encoded)
+    assert (audio_out - decoded).abs().max() <= 1e-5
 
 
 def pushes(values: torch.Tensor, largest: int, seed: int) -> list[torch.Tensor]:
@@ -191,7 +204,7 @@ def test_encoder_returns_each_frame_once_lookahead_samples_past_its_end_arrived(
         codes = encoder.push(chunk)
         received += chunk.shape[-1]
         assert returned + codes.shape[-1] == max(0, received + hop - encoder.delay) // hop
-        expected, _ = offline(model, audio[:, :received])
+        expected = offline(model, audio[:, :received])[0].audio_codes
         assert torch.equal(codes, expected[..., returned : returned + codes.shape[-1]])
         returned += codes.shape[-1]
     assert returned + encoder.flush().shape[-1] == -(-3000 // hop)
@@ -201,7 +214,7 @@ def test_encoder_returns_each_frame_once_lookahead_samples_past_its_end_arrived(
 def test_decoder_returns_each_frame_once_lookahead_frames_after_it_arrived(lookahead):
     model = tiny_model()
     hop = model.config.hop_length
-    codes, _ = offline(model, signal(1, 3000, 16000))
+    codes = offline(model, signal(1, 3000, 16000))[0].audio_codes
     decoder, received, returned = model.streaming_decoder(lookahead=lookahead), 0, 0
     assert decoder.delay == decoder.lookahead * hop and (lookahead is None or decoder.lookahead == lookahead)
     for chunk in pushes(codes, 6, seed=2):
