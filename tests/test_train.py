@@ -363,6 +363,7 @@ def test_training_record_of_a_continued_run_counts_on_from_its_starting_weights(
     assert "These weights: step 10000 (validation mel 1.000" in record and "| 9750 | 2.000 |" in record
     assert "500 more GAN steps from step 9500" in record and "17.6 CPU-core hours in all" in record
     assert record.endswith(earlier + "\n") and record.count("curves.png") == 1
+    assert record.startswith("Continued on CPU")
 
 
 def test_moving_average_is_validated_exported_and_resumed(tmp_path, speech_and_music):
