@@ -193,6 +193,8 @@ class Trainer:
             )
         for obj, key in zip(optim, ("opt_g", "opt_d", "sched_g", "sched_d")):
             obj.load_state_dict(state[key])
+        for scheduler in optim[2:]:  # the config's decay from here on (a fork's decay phase), not the checkpoint's
+            scheduler.gamma = self.config.lr_gamma
         mine = state["processes"][self.accelerator.process_index]
         self.data.load_state_dict(mine["data"])
         set_rng_state(mine["rng"])
