@@ -2,13 +2,13 @@
 from the same weights, optimizer state and data position (BENCHMARKS.md, "Forks of the default model's run").
 
     python -m rvqgan.training.fork CHECKPOINT OUTPUT_DIR --config default [key.sub=value ...]
-    accelerate launch -m rvqgan.training.train --config default --resume output_dir=OUTPUT_DIR [the same key.sub=value ...]
+    accelerate launch -m rvqgan.training.train --config default --resume output_dir=OUTPUT_DIR [the same overrides]
 
-The fork's first checkpoint is CHECKPOINT with the discriminator that the config and overrides build. Where that one is
-wider (`discriminator.stft_channels`, `discriminator.period_channels`), the checkpoint's discriminator is widened without
-changing its outputs: each tensor keeps its values in its leading block, a weight's new inputs to the old channels are
-zero, the new channels start as a new discriminator's (they feed nothing yet), and the optimizer's moments of the new
-entries start at zero.
+The fork's first checkpoint is CHECKPOINT with the discriminator that the config and overrides build. Where that one
+is wider (`discriminator.stft_channels`, `discriminator.period_channels`), the checkpoint's discriminator is widened
+without changing its outputs: each tensor keeps its values in its leading block, a weight's new inputs to the old
+channels are zero, the new channels start as a new discriminator's (they feed nothing yet), and the optimizer's
+moments of the new entries start at zero.
 """
 
 import argparse
@@ -33,7 +33,9 @@ def widen(state: dict, wide: dict) -> dict:
     for name, new in wide.items():
         old = state[name]
         if old.dim() != new.dim() or any(o > n for o, n in zip(old.shape, new.shape)):
-            raise ValueError(f"{name} is {tuple(old.shape)} in the checkpoint, {tuple(new.shape)} in the fork: it can only widen")
+            raise ValueError(
+                f"{name} is {tuple(old.shape)} in the checkpoint, {tuple(new.shape)} in the fork: it can only widen"
+            )
         new = new.clone()
         if name.endswith("original1"):
             new[: old.shape[0], old.shape[1] :] = 0
@@ -83,7 +85,7 @@ def main(argv=None):
     args = parser.parse_intermixed_args(argv)
     try:
         config = load_config(args.config, args.overrides)
-        discriminator = RvqganDiscriminator(**config.discriminator)  # for its shapes, which the sampling rate leaves alone
+        discriminator = RvqganDiscriminator(**config.discriminator)  # for its shapes: the sampling rate changes none
         final = fork(args.checkpoint, args.output_dir, discriminator)
     except (OSError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
