@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Install the Debian packages the tests and examples use: ffmpeg, sonic-pi-samples (CC0 music), alsa-utils (speech),
-# chromium (the Space's browser test), and any packages given as arguments.
+# chromium (the Space's browser test), fluidsynth and fluid-soundfont-gm (rvqgan.training.render_music), and any
+# packages given as arguments.
 set -euo pipefail
-packages=(ffmpeg sonic-pi-samples alsa-utils chromium "$@")
+packages=(ffmpeg sonic-pi-samples alsa-utils chromium fluidsynth fluid-soundfont-gm "$@")
 missing=()
 for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 [ ${#missing[@]} -eq 0 ] && exit 0

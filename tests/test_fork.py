@@ -1,6 +1,8 @@
 """Forks of a run (`rvqgan.training.fork`): a wider discriminator that starts with the same outputs, a resumable fork,
-the config's learning-rate decay after a resume, and clear errors."""
+the config's learning-rate decay after a resume, a fork on more training data, and clear errors."""
 
+import math
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -66,6 +68,24 @@ def test_resume_takes_the_configs_learning_rate_decay(checkpoint, tmp_path):
     forked.train_step(next(iter(forked.loader)), log=False)
     assert forked.sched_g.get_last_lr()[0] == pytest.approx(lr * 0.5)
     assert forked.sched_d.get_last_lr()[0] == pytest.approx(lr * 0.5)
+
+
+@pytest.mark.parametrize("recorded", [True, False], ids=["sources recorded", "checkpoint without the record"])
+def test_fork_on_more_training_sources_draws_its_stream_afresh(checkpoint, tmp_path, recorded):
+    if not recorded:  # as written before checkpoints recorded their run's sources: the fork takes the config's
+        checkpoint = shutil.copytree(checkpoint, tmp_path / "old" / checkpoint.name)
+        state = torch.load(checkpoint / "training_state.pt", weights_only=True)
+        del state["train_sources"]
+        torch.save(state, checkpoint / "training_state.pt")
+    more = [
+        "data.train=[{dataset: /usr/share/sounds/alsa}, {dataset: /usr/share/sonic-pi/samples}, "
+        f"{{dataset: {ROOT / 'examples' / 'audio'}}}]"
+    ]
+    assert fork_cli(checkpoint, tmp_path / "fork", "--config", TINY, *more).returncode == 0
+    forked = Trainer(load_config(TINY, [f"output_dir={tmp_path / 'fork'}", "data.validation=[]", *more]), resume=True)
+    assert forked.step == 1
+    logs = forked.train_step(next(iter(forked.loader)), log=False)
+    assert math.isfinite(logs["loss/mel"])
 
 
 @pytest.mark.parametrize(

@@ -8,10 +8,12 @@ The fork's first checkpoint is CHECKPOINT with the discriminator that the config
 is wider (`discriminator.stft_channels`, `discriminator.period_channels`), the checkpoint's discriminator is widened
 without changing its outputs: each tensor keeps its values in its leading block, a weight's new inputs to the old
 channels are zero, the new channels start as a new discriminator's (they feed nothing yet), and the optimizer's
-moments of the new entries start at zero.
+moments of the new entries start at zero. A fork whose `data.train` differs from its checkpoint's run draws its training
+stream afresh; a checkpoint that does not record its run's sources is taken to have used the config's.
 """
 
 import argparse
+import dataclasses
 import shutil
 import sys
 from pathlib import Path
@@ -55,8 +57,9 @@ def widen_optimizer(state: dict, names: list[str], wide: dict) -> dict:
     return state
 
 
-def fork(checkpoint: Path, output_dir: Path, discriminator: RvqganDiscriminator) -> Path:
-    """Write `output_dir/checkpoints/<checkpoint's name>`: `checkpoint` with `discriminator`'s widths (atomically)."""
+def fork(checkpoint: Path, output_dir: Path, discriminator: RvqganDiscriminator, sources: list[dict]) -> Path:
+    """Write `output_dir/checkpoints/<checkpoint's name>`: `checkpoint` with `discriminator`'s widths (atomically);
+    `sources`, the training sources of the checkpoint's run, where it does not record them."""
     final = output_dir / "checkpoints" / checkpoint.name
     if not checkpoint.name.startswith(PREFIX) or not (checkpoint / "training_state.pt").is_file():
         raise ValueError(f"{checkpoint} is not a training checkpoint (checkpoints/{PREFIX}N with training_state.pt)")
@@ -66,6 +69,7 @@ def fork(checkpoint: Path, output_dir: Path, discriminator: RvqganDiscriminator)
     new = {k: v.detach() for k, v in discriminator.state_dict().items()}
     weights = widen(old, new)
     state = torch.load(checkpoint / "training_state.pt", map_location="cpu", weights_only=True)
+    state.setdefault("train_sources", sources)
     state["opt_d"] = widen_optimizer(state["opt_d"], [name for name, _ in discriminator.named_parameters()], weights)
     tmp = final.with_name(f".{final.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -86,7 +90,8 @@ def main(argv=None):
     try:
         config = load_config(args.config, args.overrides)
         discriminator = RvqganDiscriminator(**config.discriminator)  # for its shapes: the sampling rate changes none
-        final = fork(args.checkpoint, args.output_dir, discriminator)
+        sources = [dataclasses.asdict(source) for source in load_config(args.config).data.train]
+        final = fork(args.checkpoint, args.output_dir, discriminator, sources)
     except (OSError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
