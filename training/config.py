@@ -57,6 +57,10 @@ class TrainConfig:
     export_every: int | None = None  # also save the generator as a transformers folder every N steps
     audio_samples: int = 8  # validation clips logged as audio and mel spectrograms
 
+    def train_sources(self) -> list[dict]:
+        """`data.train` as plain values: what a checkpoint records of its run's training sources."""
+        return [dataclasses.asdict(source) for source in self.data.train]
+
     def __post_init__(self):
         if not self.collective_timeout_minutes > 0:
             raise ValueError(f"collective_timeout_minutes must be positive, got {self.collective_timeout_minutes}")

@@ -13,7 +13,6 @@ stream afresh; a checkpoint that does not record its run's sources is taken to h
 """
 
 import argparse
-import dataclasses
 import shutil
 import sys
 from pathlib import Path
@@ -90,8 +89,7 @@ def main(argv=None):
     try:
         config = load_config(args.config, args.overrides)
         discriminator = RvqganDiscriminator(**config.discriminator)  # for its shapes: the sampling rate changes none
-        sources = [dataclasses.asdict(source) for source in load_config(args.config).data.train]
-        final = fork(args.checkpoint, args.output_dir, discriminator, sources)
+        final = fork(args.checkpoint, args.output_dir, discriminator, load_config(args.config).train_sources())
     except (OSError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -18,7 +18,6 @@ transformers folder with its feature extractor and `discriminator/`, ready for `
 """
 
 import argparse
-import dataclasses
 import hashlib
 import json
 import math
@@ -197,7 +196,7 @@ class Trainer:
         for scheduler in optim[2:]:  # the config's decay from here on (a fork's decay phase), not the checkpoint's
             scheduler.gamma = self.config.lr_gamma
         mine = state["processes"][self.accelerator.process_index]
-        if state.get("train_sources", self.train_sources()) == self.train_sources():
+        if state.get("train_sources", self.config.train_sources()) == self.config.train_sources():
             self.data.load_state_dict(mine["data"])
         else:  # a fork on other data (rvqgan.training.fork)
             self.accelerator.print("The training sources changed: their stream starts afresh from this step on")
@@ -213,15 +212,12 @@ class Trainer:
                 metrics.write_text("".join(line + "\n" for line in lines))
         self.accelerator.print(f"Resumed from {path} at step {self.step}")
 
-    def train_sources(self) -> list[dict]:
-        return [dataclasses.asdict(source) for source in self.config.data.train]
-
     def save_checkpoint(self):
         acc = self.accelerator
         processes = gather_object([{"data": self.loader.state_dict(), "rng": rng_state()}])
         if acc.is_main_process:
             state = {
-                "train_sources": self.train_sources(),
+                "train_sources": self.config.train_sources(),
                 "best": self.best,
                 "validation": self.validation_digest,
                 "skipped": self.skipped,
